@@ -1,0 +1,1 @@
+"""Back-pain triage line: Twilio webhooks, a red-flag protocol as data, clinician escalation."""

@@ -1,0 +1,320 @@
+"""The conversation lifecycle around the pure engine: sessions, durable turns, escalation.
+
+Webhooks call `TriageLine`; it decides which conversation a message belongs to, runs the engine,
+records every turn in and out, keeps the live state in Redis and escalates urgent outcomes.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from telehealth.escalation import open_escalation
+from telehealth.services import Services
+from telehealth.sessions import Session
+from telehealth.triage import engine
+from telehealth.triage.engine import Input, Reply, State
+from telehealth.triage.free_text import volunteered
+from telehealth.triage.protocol import Level
+
+log = logging.getLogger(__name__)
+
+# Twilio's reserved keywords (Advanced Opt-Out), matched on the whole message.
+OPT_OUT_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
+OPT_IN_WORDS = {"start", "unstop"}
+HELP_WORDS = {"help", "info"}
+RESTART_WORDS = {"restart"}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What the patient hears or reads next; the channel renders it as TwiML."""
+
+    said: tuple[str, ...]
+    prompt: str | None = None
+    expects: str | None = None  # "yes_no" | "number" while a question is open
+    step: int = 0
+    ended: bool = False
+    emergency: bool = False
+
+    @property
+    def messages(self) -> list[str]:
+        return [*self.said, *([self.prompt] if self.prompt else [])]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Outgoing":
+        return cls(**{**data, "said": tuple(data["said"])})
+
+
+def keyword(body: str) -> str | None:
+    word = body.strip().strip(".!").lower()
+    if word in OPT_OUT_WORDS | OPT_IN_WORDS | HELP_WORDS | RESTART_WORDS:
+        return word
+    return None
+
+
+class TriageLine:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.protocol = services.protocol
+
+    # --- SMS -----------------------------------------------------------------------------
+
+    def text_in(self, phone: str, body: str, message_sid: str) -> list[str]:
+        """Handle one inbound text; a retried MessageSid gets the same reply and changes nothing."""
+        if message_sid and (cached := self.s.sessions.reply_for(message_sid)) is not None:
+            return cached
+        with self.s.sessions.lock(phone):
+            replayed = self.s.records.replies_to(message_sid) if message_sid else None
+            if replayed:
+                return replayed
+            out = self._text(phone, body, message_sid)
+            if message_sid:
+                self.s.sessions.remember_reply(message_sid, out)
+            return out
+
+    def _text(self, phone: str, body: str, sid: str) -> list[str]:
+        now = self.s.clock()
+        word = keyword(body)
+        session = self.s.sessions.load_sms(phone)
+        if session and self._is_stale(session, now):
+            self._close(session, "abandoned", "no reply for the session timeout")
+            self.s.sessions.drop_sms(phone)
+            session = None
+        if word in OPT_OUT_WORDS:
+            return self._opt_out(phone, body, sid, session, now)
+        if session is None:
+            latest = self.s.records.latest_conversation(phone, channel="sms")
+            if latest and latest["status"] == "opted_out":
+                session = Session(latest["id"], {"opted_out": True}, now.isoformat())
+        if session is not None and session.state.get("opted_out"):
+            if word not in OPT_IN_WORDS:
+                self._record_in(session, body, sid, now)
+                return []  # opted out: Twilio would block any reply
+            return self._opt_in(phone, body, sid, session, now)
+        if word in RESTART_WORDS and session is not None:
+            self._record_in(session, body, sid, now)
+            self._close(session, "abandoned", "patient restarted")
+            session = None
+        if word in HELP_WORDS:
+            return self._help(phone, body, sid, session, now)
+        if session is not None and self._state(session).is_done and not self._volunteers_emergency(body):
+            return self._after_end(body, sid, session, now)
+        if session is None or self._state(session).is_done:
+            return self._start_sms(phone, body, sid, now)
+        state = self._state(session)
+        self._record_in(session, body, sid, now, question_id=state.current)
+        reply = engine.resume(self.protocol, state, Input(text=body))
+        return self._advance_sms(phone, session, reply, sid, now)
+
+    def _start_sms(self, phone: str, body: str, sid: str, now: datetime,
+                   lead: tuple[str, ...] = ()) -> list[str]:
+        conversation_id = self.s.records.start_conversation(
+            channel="sms", phone=phone, protocol_version=self.protocol.version, at=now
+        )
+        session = Session(conversation_id, {}, now.isoformat())
+        self._record_in(session, body, sid, now)
+        reply = engine.start(self.protocol, "sms", "" if keyword(body) else body)
+        if lead and not reply.state.is_done:
+            reply = Reply(reply.state, (*lead, *reply.said), reply.prompt, reply.question)
+        return self._advance_sms(phone, session, reply, sid, now)
+
+    def _advance_sms(self, phone: str, session: Session, reply: Reply, sid: str, now: datetime) -> list[str]:
+        session.state, session.last_at = reply.state.to_dict(), now.isoformat()
+        self._after_engine(session, reply, sid, now)
+        self.s.sessions.save_sms(phone, session)
+        return reply.messages
+
+    def _help(self, phone: str, body: str, sid: str, session: Session | None, now: datetime) -> list[str]:
+        help_text = self.protocol.text("help", "sms")
+        if session is None or self._state(session).is_done:
+            return self._start_sms(phone, body, sid, now, lead=(help_text,))
+        state = self._state(session)
+        messages = [help_text, self.protocol.question(state.current or "").sms]
+        self._record_in(session, body, sid, now)
+        self._record_out(session, messages, sid, now, question=state.current)
+        session.last_at = now.isoformat()
+        self.s.sessions.save_sms(phone, session)
+        return messages
+
+    def _after_end(self, body: str, sid: str, session: Session, now: datetime) -> list[str]:
+        messages = [self.protocol.text("after_end", "sms")]
+        self._record_in(session, body, sid, now)
+        self._record_out(session, messages, sid, now)
+        return messages
+
+    def _opt_out(self, phone: str, body: str, sid: str, session: Session | None, now: datetime) -> list[str]:
+        if session is None:
+            conversation_id = self.s.records.start_conversation(
+                channel="sms", phone=phone, protocol_version=self.protocol.version, at=now)
+            session = Session(conversation_id, {}, now.isoformat())
+        self._record_in(session, body, sid, now)
+        if session.state and not self._state(session).is_done:
+            self._close(session, "opted_out", "patient texted an opt-out word")
+        else:
+            self.s.records.update_conversation(session.conversation_id, status="opted_out",
+                                               ended_at=now, end_reason="patient texted an opt-out word")
+        session.state = {**session.state, "opted_out": True}
+        self.s.sessions.save_sms(phone, session)
+        return []  # Twilio sends its own opt-out confirmation
+
+    def _opt_in(self, phone: str, body: str, sid: str, session: Session, now: datetime) -> list[str]:
+        """START: carry on with an interrupted check, or begin a new one."""
+        session.state = {k: v for k, v in session.state.items() if k != "opted_out"}
+        if not session.state or self._state(session).is_done:
+            self.s.sessions.drop_sms(phone)
+            return self._start_sms(phone, body, sid, now)
+        state = self._state(session)
+        self._record_in(session, body, sid, now)
+        self.s.records.update_conversation(session.conversation_id, status="active", ended_at=None,
+                                           end_reason=None, disposition=None)
+        question = self.protocol.question(state.current or "")
+        reply = Reply(state, (self.protocol.text("resumed", "sms"),), question.sms, question)
+        return self._advance_sms(phone, session, reply, sid, now)
+
+    def _volunteers_emergency(self, body: str) -> bool:
+        probe = engine.start(self.protocol, "sms", body)
+        return probe.state.disposition == Level.EMERGENCY.value
+
+    def _is_stale(self, session: Session, now: datetime) -> bool:
+        idle = now - datetime.fromisoformat(session.last_at)
+        return idle > timedelta(minutes=self.s.settings.sms_session_timeout_minutes)
+
+    # --- voice ---------------------------------------------------------------------------
+
+    def call_started(self, call_sid: str, phone: str) -> Outgoing:
+        with self.s.sessions.lock(call_sid):
+            session = self.s.sessions.load_call(call_sid)
+            if session is not None and session.last_reply is not None:
+                return Outgoing.from_dict(session.last_reply)  # a retried first request
+            now = self.s.clock()
+            conversation_id = self.s.records.start_conversation(
+                channel="voice", phone=phone, protocol_version=self.protocol.version,
+                call_sid=call_sid, at=now)
+            session = Session(conversation_id, {}, now.isoformat())
+            return self._advance_call(call_sid, session, engine.start(self.protocol, "voice"),
+                                      f"{call_sid}:0", now)
+
+    def call_answer(self, call_sid: str, phone: str, step: int, given: Input) -> Outgoing:
+        with self.s.sessions.lock(call_sid):
+            session = self.s.sessions.load_call(call_sid)
+            if session is None:
+                return self._voice_without_session(call_sid, phone)
+            if step <= session.step and session.last_reply is not None:
+                return Outgoing.from_dict(session.last_reply)  # Twilio retried this step
+            state = self._state(session)
+            if state.is_done:
+                return Outgoing((self.protocol.text("after_end", "voice"),), ended=True, step=session.step)
+            now = self.s.clock()
+            heard = given.digits or given.text or ("(silence)" if given.silent else "")
+            self._record_in(session, heard, f"{call_sid}:{step}", now, question_id=state.current,
+                            digits=given.digits or None, speech=given.text or None,
+                            confidence=given.confidence)
+            reply = engine.resume(self.protocol, state, given)
+            return self._advance_call(call_sid, session, reply, f"{call_sid}:{step}", now)
+
+    def call_ended(self, call_sid: str) -> None:
+        """Call status callback: a call that ends mid-triage is closed, and escalated if needed."""
+        with self.s.sessions.lock(call_sid):
+            session = self.s.sessions.load_call(call_sid)
+            if session is not None:
+                self._close(session, "abandoned", "call ended mid-triage")
+                self.s.sessions.drop_call(call_sid)
+                return
+            record = self.s.records.conversation_by_call_sid(call_sid)
+            if record is not None and record["status"] == "active":
+                self._close_record(record, "abandoned", "call ended mid-triage")
+
+    def _voice_without_session(self, call_sid: str, phone: str) -> Outgoing:
+        record = self.s.records.conversation_by_call_sid(call_sid)
+        if record is not None and record["status"] != "active":
+            return Outgoing((self.protocol.text("after_end", "voice"),), ended=True)
+        # The live state is gone (expired or lost): start over rather than guess, and say so.
+        now = self.s.clock()
+        conversation_id = record["id"] if record else self.s.records.start_conversation(
+            channel="voice", phone=phone, protocol_version=self.protocol.version, call_sid=call_sid, at=now)
+        session = Session(conversation_id, {}, now.isoformat())
+        return self._advance_call(call_sid, session, engine.start(self.protocol, "voice"),
+                                  f"{call_sid}:restart", now)
+
+    def _advance_call(self, call_sid: str, session: Session, reply: Reply, sid: str, now: datetime) -> Outgoing:
+        session.state, session.last_at = reply.state.to_dict(), now.isoformat()
+        session.step += 1
+        out = Outgoing(
+            reply.said, reply.prompt, reply.question.kind if reply.question else None,
+            step=session.step, ended=reply.state.is_done,
+            emergency=reply.state.disposition == Level.EMERGENCY.value,
+        )
+        session.last_reply = out.to_dict()
+        self._after_engine(session, reply, sid, now)
+        self.s.sessions.save_call(call_sid, session)
+        return out
+
+    # --- shared --------------------------------------------------------------------------
+
+    def _state(self, session: Session) -> State:
+        data = {k: v for k, v in session.state.items() if k != "opted_out"}
+        return State.from_dict(data)
+
+    def _after_engine(self, session: Session, reply: Reply, sid: str, now: datetime) -> None:
+        """Write the outbound turns and the conversation's new state; escalate a finished case."""
+        self._record_out(session, reply.messages, sid, now, question=reply.state.current)
+        state = reply.state
+        fields: dict[str, Any] = {"facts": state.facts, "red_flags": engine.red_flags(state)}
+        if state.is_done:
+            fields.update(status="completed", disposition=state.disposition, rule=state.rule,
+                          ended_at=now, end_reason="disposition")
+        self.s.records.update_conversation(session.conversation_id, **fields)
+        if state.disposition in (Level.EMERGENCY.value, Level.URGENT.value):
+            open_escalation(self.s, session.conversation_id, level=state.disposition,
+                            reason="disposition", summary=engine.summary(self.protocol, state))
+            log.info("triage finished", extra={"conversation_id": session.conversation_id,
+                                               "disposition": state.disposition, "rule": state.rule})
+
+    def _close(self, session: Session, status: str, why: str) -> None:
+        if not session.state:
+            return
+        state = self._state(session)
+        if state.is_done:
+            return
+        self._close_state(session.conversation_id, state, status, why)
+
+    def _close_record(self, record: dict[str, Any], status: str, why: str) -> None:
+        state = State("sms", record["protocol_version"], facts=record.get("facts") or {})
+        self._close_state(record["id"], state, status, why)
+
+    def _close_state(self, conversation_id: int, state: State, status: str, why: str) -> None:
+        """An unfinished conversation: never dropped if an urgent-level answer was given."""
+        level = engine.provisional_level(self.protocol, state)
+        escalate = level is not None and level.rank >= Level.URGENT.rank
+        self.s.records.update_conversation(
+            conversation_id, status=status, ended_at=self.s.clock(), end_reason=why,
+            disposition=level.value if escalate and level else None,
+        )
+        if escalate and level is not None:
+            open_escalation(self.s, conversation_id, level=level.value, reason="abandoned",
+                            summary=engine.summary(self.protocol, state))
+
+    def sweep_abandoned(self) -> int:
+        """Close conversations nobody has answered for the session timeout; return how many."""
+        idle_since = self.s.clock() - timedelta(minutes=self.s.settings.sms_session_timeout_minutes)
+        stale = self.s.records.stale_active_conversations(idle_since=idle_since)
+        for record in stale:
+            self._close_record(record, "abandoned", "no reply for the session timeout")
+        return len(stale)
+
+    def _record_in(self, session: Session, text: str, sid: str, now: datetime, **extra: Any) -> None:
+        # The unique (direction, sid) key makes a retried webhook's turn a no-op.
+        self.s.records.record_turn(session.conversation_id, direction="in", text=text,
+                                   twilio_sid=sid or None, at=now, **extra)
+
+    def _record_out(self, session: Session, messages: list[str], sid: str, now: datetime,
+                    question: str | None = None) -> None:
+        for i, text in enumerate(messages):
+            self.s.records.record_turn(
+                session.conversation_id, direction="out", text=text, in_reply_to=sid or None, at=now,
+                question_id=question if i == len(messages) - 1 else None)

@@ -1,0 +1,68 @@
+"""Configuration from the environment. This is the only module that reads os.environ."""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    twilio_auth_token: str = ""
+    twilio_account_sid: str = ""
+    twilio_phone_number: str = ""
+    # Empty means embedded mode: fakeredis in-process.
+    redis_url: str = ""
+    database_url: str = f"sqlite:///{ROOT / 'instance' / 'telehealth.sqlite3'}"
+    api_token: str = ""
+    secret_key: str = ""
+    port: int = 5000
+    public_base_url: str = ""
+    flows_dir: Path = ROOT / "flows"
+    sms_session_timeout_minutes: int = 30
+    session_ttl_seconds: int = 6 * 3600
+    # Embedded mode runs jobs in-process instead of through an rq worker.
+    run_jobs_inline: bool = False
+    default_region: str = "US"
+    redis_timeout_seconds: float = 0.5
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    def with_overrides(self, **overrides: object) -> "Settings":
+        return replace(self, **overrides)  # type: ignore[arg-type]
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    base = Settings()
+    redis_url = env.get("REDIS_URL", "")
+    return Settings(
+        twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
+        twilio_account_sid=env.get("TWILIO_ACCOUNT_SID", ""),
+        twilio_phone_number=env.get("TWILIO_PHONE_NUMBER", ""),
+        redis_url=redis_url,
+        database_url=env.get("DATABASE_URL") or base.database_url,
+        api_token=env.get("API_TOKEN", ""),
+        secret_key=env.get("SECRET_KEY") or secrets.token_hex(32),
+        port=int(env.get("PORT", "5000")),
+        public_base_url=env.get("PUBLIC_BASE_URL", "").rstrip("/"),
+        flows_dir=Path(env.get("FLOWS_DIR") or base.flows_dir),
+        sms_session_timeout_minutes=int(env.get("SMS_SESSION_TIMEOUT_MINUTES", "30")),
+        session_ttl_seconds=int(env.get("SESSION_TTL_SECONDS", str(base.session_ttl_seconds))),
+        run_jobs_inline=_flag(env.get("RUN_JOBS_INLINE"), default=not redis_url),
+        default_region=env.get("DEFAULT_REGION", "US"),
+        redis_timeout_seconds=float(env.get("REDIS_TIMEOUT_SECONDS", "0.5")),
+    )

@@ -1,0 +1,1 @@
+"""Thin Flask blueprints: Twilio webhooks, the JSON API, health checks."""

@@ -1,0 +1,1 @@
+"""RQ entry points. Each is a few lines; the logic they call lives in telehealth/."""
