@@ -16,8 +16,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, SERVICES=services or services_module.build(settings))
 
-    from telehealth.web import api, health, sms, voice
+    from telehealth.web import alerts, api, health, sms, voice
 
-    for blueprint in (sms.bp, voice.bp, api.bp, health.bp):
+    for blueprint in (sms.bp, voice.bp, alerts.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)
     return app

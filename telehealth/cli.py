@@ -30,6 +30,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="close and escalate conversations nobody finished")
     sweep.add_argument("--every", type=float, default=0, help="repeat every N seconds")
 
+    roster = commands.add_parser("roster", help="the on-call roster: clinicians and shifts")
+    roster_commands = roster.add_subparsers(dest="roster_command", required=True)
+    add = roster_commands.add_parser("add", help="add a clinician, with shifts")
+    add.add_argument("--name", required=True)
+    add.add_argument("--role", default="clinician")
+    add.add_argument("--phone", required=True, help="mobile number, E.164 (+16175550123)")
+    add.add_argument("--shift", action="append", default=[], metavar="START,END,TIER",
+                     help="UTC ISO times and primary|backup, e.g. 2026-11-27T08:00Z,2026-11-27T20:00Z,primary")
+    roster_commands.add_parser("list", help="clinicians, who is on call now and the shifts ahead")
+    remove = roster_commands.add_parser("remove", help="remove a clinician and their shifts")
+    remove.add_argument("clinician_id", type=int)
+    load = roster_commands.add_parser("import", help="add clinicians and shifts from a YAML file")
+    load.add_argument("file", type=Path)
+
     simulate = commands.add_parser("simulate", help="play the patient in a terminal, over HTTP")
     simulate.add_argument("--base-url", default="http://127.0.0.1:5000")
     simulate.add_argument("--auth-token", default=None, help="TWILIO_AUTH_TOKEN of the server")
@@ -38,11 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     handler = {"serve": _serve, "demo": _serve, "check-flows": _check_flows, "db": _db,
-               "sweep": _sweep, "simulate": _simulate}[args.command]
+               "sweep": _sweep, "simulate": _simulate, "roster": _roster}[args.command]
     return handler(args)
 
 
 def _check_flows(args: argparse.Namespace) -> int:
+    from telehealth import chain
     from telehealth.triage import checker, protocol
 
     flows = args.flows or settings_module.from_env().flows_dir
@@ -50,6 +65,11 @@ def _check_flows(args: argparse.Namespace) -> int:
         loaded = protocol.load(flows)
     except protocol.ProtocolError as exc:
         print(f"protocol error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        chain.load(flows)
+    except protocol.ProtocolError as exc:
+        print(f"escalation chain error: {exc}", file=sys.stderr)
         return 2
     report = checker.check(loaded)
     print(f"protocol {loaded.id} {loaded.version}: {len(loaded.questions)} questions, "
@@ -73,15 +93,20 @@ def _db(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from telehealth import services
-    from telehealth.conversations import TriageLine
+    from telehealth.worker import sweep_once
 
-    line = TriageLine(services.build(settings_module.from_env()))
+    built = services.build(settings_module.from_env())
     while True:
-        closed = line.sweep_abandoned()
-        print(f"closed {closed} abandoned conversation(s)", flush=True)
+        sweep_once(built)
         if not args.every:
             return 0
         time.sleep(args.every)
+
+
+def _roster(args: argparse.Namespace) -> int:
+    from telehealth import roster_cli, services
+
+    return roster_cli.run(services.build(settings_module.from_env()), args)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -89,7 +114,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     from telehealth import services
     from telehealth.app import create_app
-    from telehealth.conversations import TriageLine
     from telehealth.records import migrate
 
     settings = settings_module.from_env()
@@ -103,7 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
     migrate(settings.database_url)
     built = services.build(settings)
     app = create_app(services=built)
-    _start_sweeper(TriageLine(built))
+    _start_sweeper(built)
     print(
         f"Back-pain triage line on http://{args.host}:{settings.port}\n"
         f"  redis: {'embedded (fakeredis)' if settings.is_embedded_redis else settings.redis_url}\n"
@@ -119,18 +143,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_sweeper(line: "object", every_seconds: float = 60.0) -> None:
-    """Embedded mode has no scheduler process: close abandoned conversations from a thread."""
+def _start_sweeper(built: "object") -> None:
+    """Embedded mode has no worker process: sweep escalations and abandoned chats from a thread."""
+    from telehealth.worker import run_sweeps
 
-    def loop() -> None:
-        while True:
-            time.sleep(every_seconds)
-            try:
-                line.sweep_abandoned()  # type: ignore[attr-defined]
-            except Exception as exc:  # keep sweeping; the next round may succeed
-                print(f"sweep failed: {type(exc).__name__}", file=sys.stderr)
-
-    threading.Thread(target=loop, name="sweeper", daemon=True).start()
+    stop = threading.Event()
+    every = min(5.0, built.settings.sweep_seconds)  # type: ignore[attr-defined]
+    threading.Thread(target=run_sweeps, args=(every, stop, built), name="sweeper", daemon=True).start()
 
 
 def _simulate(args: argparse.Namespace) -> int:

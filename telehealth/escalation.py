@@ -1,63 +1,276 @@
-"""Open an escalation for a conversation and send its alert (the RQ job's logic lives here).
+"""Escalations: page the on-call chain until a clinician takes the case.
 
-The database decides whether an escalation exists: one per conversation, created once, so a
-retried webhook never queues a second one.
+An escalation starts with a copy of its level's chain (flows/escalation.yaml). The database says
+which step is next and when it is due; jobs and the periodic sweep both just call `run_due`, and
+every step and alert is claimed atomically, so a retried job, two workers or a killed worker never
+page twice and never lose a page.
 """
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import phonenumbers
+
+from telehealth.alerts import FAILED_STATUSES, Alerts, Target
+from telehealth.chain import Chain, Step
+from telehealth.paging import PagingFailed, RecipientOptedOut
+from telehealth.roster import OnCall, Roster
 
 if TYPE_CHECKING:
     from telehealth.services import Services
 
 log = logging.getLogger(__name__)
 
-SEND_ALERT_JOB = "workers.escalations.send_alert"
+RUN_DUE_JOB = "workers.escalations.run_due"
+DELIVER_JOB = "workers.escalations.deliver"
+FAILURE_JOB = "workers.escalations.alert_failure"
+# A claim older than this means its sender died: the sweep takes the alert over.
+CLAIM_STALE_AFTER = timedelta(seconds=30)
+PENDING_STUCK_AFTER = timedelta(seconds=15)
+MAX_ATTEMPTS = 3
+NOBODY = "console"  # where a page goes when nobody is on call and no supervisor number is set
 
 
 class EscalationMissing(Exception):
-    """A job names an escalation the database does not hold."""
+    """A job names an escalation or alert the database does not hold."""
 
 
 def open_escalation(services: "Services", conversation_id: int, *, level: str, reason: str,
                     summary: str) -> int:
-    """Record the escalation and queue its alert; return its id. Never waits for the alert."""
+    """Record the escalation with its chain and queue its first step. Never waits for a page."""
     escalation_id, created = services.records.create_escalation(
-        conversation_id, level=level, reason=reason, summary=summary
+        conversation_id, level=level, reason=reason, summary=summary,
+        chain=services.chains[level], at=services.clock(),
     )
     if created:
-        services.records.add_escalation_event(escalation_id, "queued", {"level": level, "reason": reason})
-        services.jobs.enqueue(SEND_ALERT_JOB, escalation_id, job_id=f"alert-{escalation_id}")
-        log.info("escalation queued", extra={"escalation_id": escalation_id, "conversation_id": conversation_id})
+        services.records.add_escalation_event(escalation_id, "started", {"level": level, "reason": reason},
+                                              at=services.clock())
+        services.jobs.enqueue(RUN_DUE_JOB, escalation_id)
+        log.info("escalation started", extra={"escalation_id": escalation_id, "conversation_id": conversation_id})
     return escalation_id
 
 
-def alert_text(escalation: dict, phone: str) -> str:
-    """What the on-call clinician needs and nothing more: level, case code, flags, callback number."""
-    level = str(escalation["level"]).upper()
-    reason = " (patient stopped replying)" if escalation["reason"] == "abandoned" else ""
-    return (f"{level} back pain {escalation['id']}: {escalation['summary']}{reason}. "
-            f"Call {phone}.")
+def run_due(services: "Services", escalation_id: int) -> None:
+    """Run every step of this escalation that is due now (several, after an outage)."""
+    alerts, records = Alerts(services.records), services.records
+    while True:
+        now = services.clock()
+        escalation = records.get_escalation(escalation_id)
+        if escalation is None:
+            raise EscalationMissing(f"escalation {escalation_id} not found")
+        due = escalation["next_due_at"]
+        if escalation["status"] != "pending" or due is None or datetime.fromisoformat(due) > now:
+            return
+        chain, index = Chain(escalation["chain"]), escalation["next_step"]
+        started = datetime.fromisoformat(escalation["created_at"])
+        if index >= chain.total_steps:
+            if alerts.claim_step(escalation_id, index, index, None, now, [], "", finished=True) is not None:
+                records.add_escalation_event(escalation_id, "unacknowledged",
+                                             {"after_rounds": chain.rounds}, at=now)
+                log.warning("escalation unacknowledged", extra={"escalation_id": escalation_id})
+            return
+        step = chain.step(index)
+        targets, gap = _targets(services, step, now)
+        body = alert_text(escalation, _patient_phone(services, escalation))
+        next_due = chain.due_at(started, index + 1)
+        ids = alerts.claim_step(escalation_id, index, index + 1, next_due, now, targets, body)
+        if ids is None:
+            continue  # another process ran this step; look again
+        if gap:
+            records.add_escalation_event(escalation_id, "roster_gap", {"tier": gap}, at=now)
+        records.add_escalation_event(escalation_id, "step", {
+            "step": index, "round": step.round + 1, "to": step.to,
+            "pages": [{"name": t.name, "channel": t.channel} for t in targets]}, at=now)
+        for alert_id in ids:
+            services.jobs.enqueue(DELIVER_JOB, alert_id)
+        services.jobs.enqueue_at(next_due, RUN_DUE_JOB, escalation_id)
 
 
-def send_alert(services: "Services", escalation_id: int) -> None:
-    records = services.records
+def deliver(services: "Services", alert_id: int) -> None:
+    """Hand one alert to the pager, once. Raises on failure so RQ records and retries it."""
+    alerts, records = Alerts(services.records), services.records
+    now = services.clock()
+    claim = alerts.claim(alert_id, now, CLAIM_STALE_AFTER)
+    if claim is None:
+        return  # sent already, or another worker is sending it
+    alert = claim.alert
+    escalation = records.get_escalation(alert["escalation_id"])
+    if escalation is None:
+        raise EscalationMissing(f"escalation {alert['escalation_id']} not found")
+    if alert["kind"] == "page" and escalation["status"] not in ("pending", "unacknowledged"):
+        alerts.mark(alert_id, "canceled", now, error_code="case-closed")
+        return
+    if claim.reclaimed:
+        since = datetime.fromisoformat(alert["created_at"])
+        sid = services.pager.find_sent(alert["recipient"], alert["channel"], since)
+        if sid is not None:  # the dead sender had already handed it over
+            alerts.mark(alert_id, "queued", now, sid=sid)
+            return
+    try:
+        sid = _send(services, alert)
+    except RecipientOptedOut as exc:
+        _fall_back_to_voice(services, alert, escalation, now, exc)
+        return
+    except PagingFailed as exc:
+        _failed(services, alert, now, exc)
+        raise
+    alerts.mark(alert_id, "queued", now, sid=sid)
+    records.add_escalation_event(alert["escalation_id"], "alert_sent" if alert["kind"] == "page" else "notice_sent", {
+        "alert": alert_id, "to": alert["recipient_name"], "channel": alert["channel"], "sid": sid}, at=now)
+
+
+def delivery_status(services: "Services", alert_id: int, status: str, error_code: str | None) -> None:
+    """A Twilio status callback. Statuses only move forward; a failure moves the chain on at once."""
+    alerts, now = Alerts(services.records), services.clock()
+    alert = alerts.get(alert_id)
+    if alert is None or not alerts.mark(alert_id, status, now, error_code=error_code):
+        return
+    services.records.add_escalation_event(alert["escalation_id"], "delivery", {
+        "alert": alert_id, "to": alert["recipient_name"], "channel": alert["channel"], "status": status,
+        **({"error": error_code} if error_code else {})}, at=now)
+    if status in FAILED_STATUSES and alert["kind"] == "page":
+        if error_code == "21610" and alert["channel"] == "sms":
+            escalation = services.records.get_escalation(alert["escalation_id"])
+            _fall_back_to_voice(services, alert, escalation or {}, now, RecipientOptedOut())
+        elif alerts.hurry(alert["escalation_id"], alert["step"], now):
+            services.jobs.enqueue(RUN_DUE_JOB, alert["escalation_id"])
+
+
+def acknowledge(services: "Services", escalation_id: int, by_phone: str, by_name: str) -> str:
+    """Take a case. Returns 'taken', 'yours', 'taken_by:<name>', 'closed' or 'unknown'."""
+    alerts, records, now = Alerts(services.records), services.records, services.clock()
     escalation = records.get_escalation(escalation_id)
     if escalation is None:
-        raise EscalationMissing(f"escalation {escalation_id} not found")
-    if any(e["kind"] == "alert_sent" for e in escalation.get("events", [])):
-        return  # a retried job: the alert already went out
-    conversation = records.get_conversation(escalation["conversation_id"])
-    assert conversation is not None
-    delivery = services.pager.send_alert(alert_text(escalation, conversation["phone"]),
-                                         escalation_id=escalation_id)
-    records.add_escalation_event(escalation_id, "alert_sent", {"via": "console", "delivery": delivery})
+        return "unknown"
+    if alerts.acknowledge(escalation_id, by_name, now):
+        others = {a["recipient"]: a for a in alerts.for_escalation(escalation_id)
+                  if a["kind"] == "page" and a["recipient"] not in (by_phone, NOBODY)}
+        notice = f"Case {escalation_id} was taken by {by_name}. No need to act."
+        targets = [Target(a["recipient"], a["recipient_name"], "sms", a["clinician_id"]) for a in others.values()]
+        for alert_id in alerts.add_notices(escalation_id, targets, notice, now):
+            services.jobs.enqueue(DELIVER_JOB, alert_id)
+        log.info("escalation acknowledged", extra={"escalation_id": escalation_id})
+        return "taken"
+    if escalation["acknowledged_by"] == by_name:
+        return "yours"
+    if escalation["status"] == "acknowledged":
+        return f"taken_by:{escalation['acknowledged_by']}"
+    return "closed"
+
+
+def sweep(services: "Services") -> None:
+    """The backstop that does not depend on RQ's scheduler: run what is due, resend what is stuck."""
+    alerts, now = Alerts(services.records), services.clock()
+    for escalation_id in alerts.due_escalations(now):
+        _quietly(run_due, services, escalation_id)
+    for alert_id in alerts.stuck(now, pending_for=PENDING_STUCK_AFTER, claimed_for=CLAIM_STALE_AFTER):
+        _quietly(deliver, services, alert_id)
+
+
+def alert_text(escalation: dict[str, Any], patient_phone: str) -> str:
+    """Only what the clinician needs: level, case code, red flags, callback number, how to take it."""
+    level = str(escalation["level"]).upper()
+    flags = escalation["summary"]
+    stopped = " Patient stopped replying." if escalation["reason"] == "abandoned" else ""
+    return (f"{level} back pain {escalation['id']}: {flags}.{stopped} Call {readable(patient_phone)}. "
+            f"Reply 1 to take it.")
+
+
+def readable(phone: str) -> str:
+    try:
+        number = phonenumbers.parse(phone, None)
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    except phonenumbers.NumberParseException:
+        return phone
 
 
 def alert_failure(services: "Services", endpoint: str, caller: str) -> None:
-    """A webhook failed mid-conversation: ask the on-call clinician to call the patient back."""
-    who = f"Call {caller} back." if caller else "Caller unknown."
+    """A webhook failed mid-conversation: ask whoever is on call to phone the patient back."""
+    who = f"Call {readable(caller)} back." if caller else "Caller unknown."
     text = f"LINE FAULT: the triage line failed to answer a patient ({endpoint}). {who}"
-    services.pager.send_alert(text, escalation_id=0)
-    services.records.audit("failure_alert_sent", detail={"endpoint": endpoint})
+    step = Step(0, 0, 0, "primary", ("sms",))
+    targets, _ = _targets(services, step, services.clock())
+    for target in targets:
+        services.pager.send_sms(target.recipient, text)
+    services.records.audit("failure_alert_sent", detail={"endpoint": endpoint, "paged": len(targets)})
+
+
+# --- internals -----------------------------------------------------------------------------
+
+
+def _targets(services: "Services", step: Step, now: datetime) -> tuple[list[Target], str | None]:
+    """Who this step pages, and the tier that had nobody on call (then the supervisor is paged)."""
+    people: list[OnCall] = []
+    if step.to != "supervisor":
+        people = Roster(services.records).on_call(step.to, now)
+    gap = None if people or step.to == "supervisor" else step.to
+    if not people:
+        supervisor = services.settings.supervisor_phone
+        people = [OnCall(None, "supervisor", supervisor)] if supervisor else [OnCall(None, "nobody on call", NOBODY)]
+        if not supervisor:
+            gap = gap or step.to
+    targets: list[Target] = []
+    for person in people:
+        for channel in step.via if person.phone != NOBODY else ("sms",):
+            # An SMS opt-out is worked around by calling instead.
+            channel = "voice" if channel == "sms" and person.sms_opted_out else channel
+            target = Target(person.phone, person.name, channel, person.clinician_id)
+            if target not in targets:
+                targets.append(target)
+    return targets, gap
+
+
+def _send(services: "Services", alert: dict[str, Any]) -> str:
+    base = services.settings.public_base_url
+    callback = f"{base}/twilio/alerts/status?alert={alert['id']}" if base else None
+    if alert["channel"] == "sms":
+        return services.pager.send_sms(alert["recipient"], alert["body"], status_callback=callback)
+    return services.pager.place_call(alert["recipient"], twiml_url=f"{base}/twilio/alerts/call?alert={alert['id']}",
+                                     status_callback=callback)
+
+
+def _failed(services: "Services", alert: dict[str, Any], now: datetime, exc: PagingFailed) -> None:
+    alerts = Alerts(services.records)
+    detail = {"alert": alert["id"], "to": alert["recipient_name"], "channel": alert["channel"],
+              "error": exc.code or type(exc).__name__, "attempt": alert["attempts"]}
+    if exc.transient and alert["attempts"] < MAX_ATTEMPTS:
+        alerts.release(alert["id"], now)
+        services.records.add_escalation_event(alert["escalation_id"], "alert_retry", detail, at=now)
+        return
+    alerts.mark(alert["id"], "failed", now, error_code=exc.code or "error")
+    services.records.add_escalation_event(alert["escalation_id"], "alert_failed", detail, at=now)
+    if alert["kind"] == "page" and alerts.hurry(alert["escalation_id"], alert["step"], now):
+        services.jobs.enqueue(RUN_DUE_JOB, alert["escalation_id"])
+
+
+def _fall_back_to_voice(services: "Services", alert: dict[str, Any], escalation: dict[str, Any],
+                        now: datetime, exc: RecipientOptedOut) -> None:
+    alerts = Alerts(services.records)
+    alerts.mark(alert["id"], "failed", now, error_code=exc.code)
+    Roster(services.records).mark_sms_opted_out(alert["recipient"])
+    services.records.add_escalation_event(alert["escalation_id"], "sms_opted_out",
+                                          {"to": alert["recipient_name"], "fallback": "voice"}, at=now)
+    if alert["kind"] != "page":
+        return
+    target = Target(alert["recipient"], alert["recipient_name"], "voice", alert["clinician_id"])
+    fallback = alerts.add_fallback(alert["escalation_id"], alert["step"], target, alert["body"], now)
+    if fallback is not None:
+        services.jobs.enqueue(DELIVER_JOB, fallback)
+
+
+def _patient_phone(services: "Services", escalation: dict[str, Any]) -> str:
+    conversation = services.records.get_conversation(escalation["conversation_id"])
+    return conversation["phone"] if conversation else "unknown"
+
+
+def _quietly(job: Any, services: "Services", item_id: int) -> None:
+    try:
+        job(services, item_id)
+    except Exception as exc:  # the sweep must go on to the next item; the failure is on the timeline
+        log.warning("sweep item failed", extra={"error": type(exc).__name__, "escalation_id": item_id})
+
+
+ACK_PATTERN = re.compile(r"^\s*(?:1|ack|take|taking|yes|ok)\b\W*(?:case\W*)?(\d+)?\W*$", re.I)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Protocol
 
@@ -25,6 +27,10 @@ class JobsUnavailable(Exception):
 class Jobs(Protocol):
     def enqueue(self, func_path: str, *args: Any, job_id: str | None = None) -> None: ...
 
+    def enqueue_at(self, when: datetime, func_path: str, *args: Any) -> None:
+        """Run later. Only a fast path: the sweep runs anything due even if this is lost."""
+        ...
+
     def ping(self) -> bool: ...
 
 
@@ -43,6 +49,12 @@ class RQJobs:
     def enqueue(self, func_path: str, *args: Any, job_id: str | None = None) -> None:
         try:
             self.queue.enqueue_call(func_path, args=args, job_id=job_id, retry=self.retry)
+        except RedisError as exc:
+            raise JobsUnavailable(type(exc).__name__) from exc
+
+    def enqueue_at(self, when: datetime, func_path: str, *args: Any) -> None:
+        try:
+            self.queue.enqueue_at(when, func_path, *args, retry=self.retry)
         except RedisError as exc:
             raise JobsUnavailable(type(exc).__name__) from exc
 
@@ -70,6 +82,14 @@ class InlineJobs:
             func(*args, services=self.services)
         else:
             self._pool.submit(self._run, func, func_path, args)
+
+    def enqueue_at(self, when: datetime, func_path: str, *args: Any) -> None:
+        if self._pool is None:
+            return  # synchronous tests move the clock and call the sweep themselves
+        delay = max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        timer = threading.Timer(delay, self.enqueue, args=(func_path, *args))
+        timer.daemon = True
+        timer.start()
 
     def _run(self, func: Callable[..., Any], func_path: str, args: tuple[Any, ...]) -> None:
         try:

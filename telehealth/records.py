@@ -177,6 +177,11 @@ class Escalation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     acknowledged_by: Mapped[str | None] = mapped_column(String(128))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The chain copied from flows/escalation.yaml when the escalation started, the next step to
+    # run and when; NULL when nothing is left to run.
+    chain: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    next_step: Mapped[int] = mapped_column(Integer, default=0)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
     events: Mapped[list[EscalationEvent]] = relationship(
         order_by="EscalationEvent.id", lazy="raise"
@@ -274,6 +279,7 @@ def _escalation_dict(escalation: Escalation, *, with_events: bool) -> dict[str, 
         "created_at": _iso(escalation.created_at),
         "acknowledged_by": escalation.acknowledged_by,
         "acknowledged_at": _iso(escalation.acknowledged_at),
+        "next_step": escalation.next_step, "next_due_at": _iso(escalation.next_due_at),
     }
     if with_events:
         data["events"] = [
@@ -395,8 +401,18 @@ class Records:
         self._engine.dispose()
 
     def create_schema(self) -> None:
+        # The roster and alert tables share this metadata; importing them registers them.
+        import telehealth.alerts  # noqa: F401
+        import telehealth.roster  # noqa: F401
+
         with _translated_errors():
             Base.metadata.create_all(self._engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A unit of work for the repositories beside this one (roster, alerts)."""
+        with _translated_errors(), self._sessions.begin() as session:
+            yield session
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
@@ -560,15 +576,20 @@ class Records:
 
     def create_escalation(
         self, conversation_id: int, *, level: str, reason: str, summary: str,
+        chain: dict[str, Any] | None = None, at: datetime | None = None,
     ) -> tuple[int, bool]:
-        """(id, True) for a new escalation, (existing id, False) if the conversation has one."""
+        """(id, True) for a new escalation, (existing id, False) if the conversation has one.
+
+        The first step of `chain` is due at once.
+        """
         existing = self._escalation_id_for(conversation_id)
         if existing is not None:
             return existing, False
+        when = utcnow() if at is None else as_utc(at)
         escalation = Escalation(
             conversation_id=conversation_id, level=_enum_value(EscalationLevel, level),
             reason=reason, summary=summary, status=EscalationStatus.PENDING.value,
-            created_at=utcnow(),
+            created_at=when, chain=dict(chain or {}), next_step=0, next_due_at=when,
         )
         try:
             with self._transaction() as session:
@@ -591,7 +612,7 @@ class Records:
             )
 
     def get_escalation(self, escalation_id: int) -> dict[str, Any] | None:
-        """The public escalation shape plus "conversation_id"."""
+        """The public escalation shape plus "conversation_id" and the "chain" snapshot."""
         with self._transaction() as session:
             escalation = session.scalars(
                 select(Escalation).where(Escalation.id == escalation_id)
@@ -601,6 +622,7 @@ class Records:
                 return None
             data = _escalation_dict(escalation, with_events=True)
             data["conversation_id"] = escalation.conversation_id
+            data["chain"] = dict(escalation.chain)
             return data
 
     def add_escalation_event(

@@ -5,10 +5,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import redis
 
+from telehealth import chain as chain_module
 from telehealth import settings as settings_module
 from telehealth.jobs import InlineJobs, Jobs, RQJobs
 from telehealth.paging import ConsolePager, Pager
@@ -31,6 +32,7 @@ class Services:
     sessions: Sessions
     jobs: Jobs
     pager: Pager
+    chains: dict[str, dict[str, Any]]
     clock: Callable[[], datetime] = field(default=utcnow)
 
 
@@ -69,11 +71,20 @@ def build(settings: Settings, *, pager: Pager | None = None, jobs: Jobs | None =
         records=records,
         sessions=Sessions(client, settings.session_ttl_seconds),
         jobs=jobs or RQJobs(client),
-        pager=pager or ConsolePager(),
+        pager=pager or _pager(settings),
+        chains=chain_module.load(settings.flows_dir),
     )
     if jobs is None and settings.run_jobs_inline:
         services.jobs = InlineJobs(services)
     return services
+
+
+def _pager(settings: Settings) -> Pager:
+    if settings.pager == "twilio":
+        from telehealth.twilio_pager import TwilioPager
+
+        return TwilioPager.from_settings(settings)
+    return ConsolePager()
 
 
 @lru_cache(maxsize=1)

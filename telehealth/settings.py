@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -29,7 +29,11 @@ class Settings:
     run_jobs_inline: bool = False
     default_region: str = "US"
     redis_timeout_seconds: float = 0.5
-    extra: Mapping[str, str] = field(default_factory=dict)
+    # Paging: "console" prints alerts (embedded default); "twilio" sends them.
+    pager: str = "console"
+    supervisor_phone: str = ""
+    # How often every worker re-derives due escalation steps from the database.
+    sweep_seconds: float = 10.0
 
     @property
     def is_embedded_redis(self) -> bool:
@@ -65,4 +69,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         run_jobs_inline=_flag(env.get("RUN_JOBS_INLINE"), default=not redis_url),
         default_region=env.get("DEFAULT_REGION", "US"),
         redis_timeout_seconds=float(env.get("REDIS_TIMEOUT_SECONDS", "0.5")),
+        pager=env.get("PAGER") or ("twilio" if env.get("TWILIO_ACCOUNT_SID") and redis_url else "console"),
+        supervisor_phone=env.get("SUPERVISOR_PHONE", ""),
+        sweep_seconds=float(env.get("SWEEP_SECONDS", "10")),
     )

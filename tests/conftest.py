@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 from telehealth import services as services_module
 from telehealth.app import create_app
 from telehealth.jobs import InlineJobs
-from telehealth.paging import RecordingPager
+from telehealth.paging import FakePager
 from telehealth.settings import ROOT, Settings
 from telehealth.triage import protocol as protocol_module
 
@@ -59,7 +59,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def services(settings: Settings, clock: Clock) -> Any:
     built = services_module.build(
-        settings, pager=RecordingPager(), client=fakeredis.FakeRedis(), create_schema=True,
+        settings, pager=FakePager(), client=fakeredis.FakeRedis(), create_schema=True,
         jobs=InlineJobs(synchronous=True),
     )
     built.jobs.services = built  # type: ignore[attr-defined]

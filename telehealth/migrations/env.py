@@ -4,6 +4,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import telehealth.alerts  # noqa: F401  (registers the roster and alert tables)
+import telehealth.roster  # noqa: F401
 from telehealth.records import Base
 
 

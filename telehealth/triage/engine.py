@@ -169,7 +169,9 @@ def _read(question: Question, given: Input) -> Any:
 def _read_number(question: Question, given: Input, low_confidence: bool) -> Any:
     if given.digits:
         keyed = given.digits.strip("#")
-        value: float | None = float(keyed) if keyed.isdigit() and len(keyed) <= 6 else None
+        # ASCII only: "²".isdigit() is true but float("²") raises.
+        is_number = keyed.isascii() and keyed.isdigit() and len(keyed) <= 6
+        value: float | None = float(keyed) if is_number else None
     elif low_confidence:
         value = None
     elif question.unit == "weeks":

@@ -13,6 +13,8 @@ import yaml
 
 PROTOCOL_FILE = "protocol.yaml"
 FREE_TEXT_FILE = "free_text.yaml"
+CHAIN_FILE = "escalation.yaml"
+DEFAULT_CALLBACK_WINDOW = "about 1 hour"
 
 Condition = Union[str, Mapping[str, Any]]
 Facts = Mapping[str, Union[bool, float, None]]
@@ -172,7 +174,20 @@ def load(flows_dir: Path | str) -> Protocol:
     flows = Path(flows_dir)
     raw = _read_checked(flows, PROTOCOL_FILE, "protocol.schema.json")
     free = _read_checked(flows, FREE_TEXT_FILE, "free_text.schema.json")
-    return _build(raw, free)
+    return _build(_with_callback_window(raw, flows), free)
+
+
+def _with_callback_window(raw: Mapping[str, Any], flows: Path) -> Mapping[str, Any]:
+    """The urgent outcome promises the callback window of the escalation chain beside it."""
+    chain_file = flows / CHAIN_FILE
+    window = DEFAULT_CALLBACK_WINDOW
+    if chain_file.exists():
+        try:
+            window = yaml.safe_load(chain_file.read_text(encoding="utf-8"))["chains"]["urgent"]["callback_window"]
+        except (yaml.YAMLError, KeyError, TypeError) as exc:
+            raise ProtocolError(str(chain_file), "chains.urgent.callback_window", f"missing: {exc}") from exc
+    text = json.dumps(raw).replace("{urgent_callback_window}", str(window).replace('"', "'"))
+    return json.loads(text)
 
 
 def from_data(raw: Mapping[str, Any], free: Mapping[str, Any], schema_dir: Path | str) -> Protocol:

@@ -33,7 +33,7 @@ CONVERSATION_KEYS = {
 TURN_KEYS = {"at", "direction", "text", "question_id", "digits", "speech", "confidence"}
 ESCALATION_KEYS = {
     "id", "level", "reason", "summary", "status", "created_at", "acknowledged_by",
-    "acknowledged_at", "events",
+    "acknowledged_at", "events", "next_step", "next_due_at",
 }
 R = TypeVar("R")
 
@@ -358,7 +358,7 @@ def test_create_escalation_is_idempotent(records: Records) -> None:
     ) == (esc_id, False)
     escalation = records.get_escalation(esc_id)
     assert escalation is not None
-    assert set(escalation) == ESCALATION_KEYS | {"conversation_id"}
+    assert set(escalation) == ESCALATION_KEYS | {"conversation_id", "chain"}
     assert escalation["conversation_id"] == conv_id
     assert (escalation["level"], escalation["reason"], escalation["summary"]) == (
         "emergency", "disposition", "Saddle anaesthesia, 71y"
@@ -475,7 +475,7 @@ def test_sqlite_migrate_twice_is_a_no_op(tmp_path: Path) -> None:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
     finally:
         engine.dispose()
 
