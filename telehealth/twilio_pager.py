@@ -51,7 +51,9 @@ class TwilioPager:
         else:
             found = self._call(lambda: self.client.calls.list(to=to, from_=self.from_number,
                                                               start_time_after=since, limit=1))
-        return str(found[0].sid) if found else None
+        # Check what came back rather than trust the filters: a wrong "already sent" loses a page.
+        matching = [item for item in found if getattr(item, "to", None) == to]
+        return str(matching[0].sid) if matching else None
 
     @staticmethod
     def _call(request: Callable[[], Any]) -> Any:

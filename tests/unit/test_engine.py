@@ -60,11 +60,13 @@ class Conversation:
             assert len(self.replies) < 60, self.asked
             question = self.last.question
             assert question is not None
-            if question.is_number:
-                self.answer(Input(digits=f"{self.age}#") if self.channel == "voice" else Input(text=str(self.age)))
-            else:
-                self.answer(yes_or_no(self.channel, question.id in self.yes))
+            self.answer(age_input(self.channel, self.age) if question.is_number
+                        else yes_or_no(self.channel, question.id in self.yes))
         return self
+
+
+def age_input(channel: str, age: int = 45) -> Input:
+    return Input(digits=f"{age}#") if channel == "voice" else Input(text=str(age))
 
 
 def yes_or_no(channel: str, yes: bool) -> Input:
@@ -81,9 +83,7 @@ def at_question(protocol: Protocol, channel: str, question_id: str) -> Reply:
     """A conversation that has answered no to everything before `question_id` and is now asking it."""
     talk = Conversation(protocol, channel).start()
     while talk.last.question is not None and talk.last.question.id != question_id:
-        question = talk.last.question
-        talk.answer(Input(digits="45#") if question.is_number and channel == "voice"
-                    else Input(text="45") if question.is_number else yes_or_no(channel, False))
+        talk.answer(age_input(channel) if talk.last.question.is_number else yes_or_no(channel, False))
     assert talk.last.question is not None, f"{question_id} was never asked"
     return talk.last
 
@@ -111,16 +111,18 @@ def test_a_yes_to_fever_or_nerve_symptoms_asks_the_combination_partners_next(
 
 # ---- emergencies -------------------------------------------------------------------------------
 
+CALL_911 = "Call 911 now."
+GO_TO_ER = "This may be an emergency. Call 911 or go to the nearest emergency room now."
 EMERGENCY_QUESTIONS = [
-    ("chest_pain", "chest_pain", "Call 911 now."),
-    ("tearing_pain_or_abdominal", "aortic_pain", "Call 911 now."),
-    ("fainted_or_lightheaded", "collapse_or_shock", "Call 911 now."),
-    ("bladder_problem", "cauda_equina_bladder", "Call 911 or go to the nearest emergency room now."),
-    ("bowel_problem", "cauda_equina_bowel", "Call 911 or go to the nearest emergency room now."),
-    ("saddle_numbness", "cauda_equina_saddle", "Call 911 or go to the nearest emergency room now."),
-    ("leg_weakness_both", "weakness_both_legs", "Call 911 or go to the nearest emergency room now."),
-    ("foot_drop", "foot_drop", "Call 911 or go to the nearest emergency room now."),
-    ("major_trauma", "major_trauma", "Call 911 or go to the nearest emergency room now."),
+    ("chest_pain", "chest_pain", CALL_911),
+    ("tearing_pain_or_abdominal", "aortic_pain", CALL_911),
+    ("fainted_or_lightheaded", "collapse_or_shock", CALL_911),
+    ("bladder_problem", "cauda_equina_bladder", GO_TO_ER),
+    ("bowel_problem", "cauda_equina_bowel", GO_TO_ER),
+    ("saddle_numbness", "cauda_equina_saddle", GO_TO_ER),
+    ("leg_weakness_both", "weakness_both_legs", GO_TO_ER),
+    ("foot_drop", "foot_drop", GO_TO_ER),
+    ("major_trauma", "major_trauma", GO_TO_ER),
 ]
 
 
@@ -131,8 +133,7 @@ def test_a_yes_to_an_emergency_question_gives_the_instruction_and_asks_nothing_m
 ) -> None:
     reply = engine.resume(protocol, at_question(protocol, channel, question).state, yes_or_no(channel, True))
     assert (reply.state.disposition, reply.state.rule) == ("emergency", rule)
-    assert reply.messages[0].startswith(instruction.split(" Call")[0] if "may be" in instruction else instruction) or \
-        instruction in reply.messages[0]
+    assert reply.messages[0].startswith(instruction)
     assert "Do not drive yourself." in said(reply)
     assert reply.prompt is None and reply.question is None and "?" not in said(reply)
     assert is_emergency_instruction(reply.messages)
@@ -157,7 +158,7 @@ def test_the_emergency_instruction_comes_first_with_no_greeting_or_hedge_before_
     for given in inputs:
         reply = engine.resume(protocol, reply.state, given)
     assert reply.state.rule == "cauda_equina_bladder"
-    assert reply.messages[0].startswith("This may be an emergency. Call 911")
+    assert reply.messages[0].startswith(GO_TO_ER)
     for lead in ("treat that as a yes", "did not get that", "did not hear", "Back pain line", "Welcome"):
         assert lead not in said(reply)
 
@@ -271,9 +272,10 @@ def test_an_unknown_channel_is_refused(protocol: Protocol) -> None:
 
 def test_a_conversation_restored_from_json_carries_on_exactly(protocol: Protocol) -> None:
     talk = Conversation(protocol, "voice").start("I used to inject heroin")
-    for given in (Input(digits="52#"), Input(text="maybe", confidence=0.9), Input(silent=True)):
+    for given in (Input(digits="52#"), Input(silent=True)):
         talk.answer(given)
     state = talk.last.state
+    assert (state.current, state.attempts, state.volunteered) == ("chest_pain", 1, ("iv_drug_use",))
     restored = State.from_dict(json.loads(json.dumps(state.to_dict())))
     assert restored == state
     nxt = Input(digits="2")
@@ -342,8 +344,7 @@ def test_sms_and_voice_word_the_same_question_for_their_channel(protocol: Protoc
     assert "call 911 now" in sms.messages[0] and "hang up and call 911" in voice.messages[0]
 
 
-@pytest.mark.parametrize("channel", CHANNELS)
-def test_every_sms_message_fits_one_segment(protocol: Protocol, channel: str) -> None:
+def test_every_sms_message_fits_one_segment(protocol: Protocol) -> None:
     talk = Conversation(protocol, "sms", yes={"leg_nerve_symptoms"}).start("my back hurts").play()
     assert all(fits_one_segment(m) for r in talk.replies for m in r.messages)
 
@@ -400,7 +401,7 @@ def test_star_repeats_a_number_question(protocol: Protocol) -> None:
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
-@pytest.mark.parametrize("age", ["0", "121", "150", "1234567", "-5"])
+@pytest.mark.parametrize("age", ["0", "121", "150", "1234567"])
 def test_an_age_out_of_range_is_asked_again(protocol: Protocol, channel: str, age: str) -> None:
     given = Input(digits=f"{age}#") if channel == "voice" else Input(text=age)
     reply = engine.resume(protocol, engine.start(protocol, channel).state, given)
@@ -442,7 +443,8 @@ turns = st.one_of(
     st.builds(Input, text=st.text(max_size=40)),
     st.builds(Input, text=st.sampled_from(["yes", "no", "maybe", "45", "I can't pee", "fever", "??"])),
     st.builds(Input, digits=st.text(alphabet="0123456789*#", max_size=8)),
-    st.builds(Input, digits=st.text(max_size=4)),
+    # Any digit-like character at all: "²" and "٣" are digits to str.isdigit().
+    st.builds(Input, digits=st.text(alphabet=st.characters(categories=["Nd", "No"]), max_size=4)),
     st.builds(Input, text=st.text(max_size=20), confidence=st.floats(0, 1)),
     st.just(Input(silent=True)),
 )
