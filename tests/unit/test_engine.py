@@ -131,7 +131,8 @@ EMERGENCY_QUESTIONS = [
 def test_a_yes_to_an_emergency_question_gives_the_instruction_and_asks_nothing_more(
     protocol: Protocol, channel: str, question: str, rule: str, instruction: str
 ) -> None:
-    reply = engine.resume(protocol, at_question(protocol, channel, question).state, yes_or_no(channel, True))
+    asked = at_question(protocol, channel, question)
+    reply = engine.resume(protocol, asked.state, yes_or_no(channel, True))
     assert (reply.state.disposition, reply.state.rule) == ("emergency", rule)
     assert reply.messages[0].startswith(instruction)
     assert "Do not drive yourself." in said(reply)
@@ -150,7 +151,8 @@ YES_BY_ANOTHER_NAME = [
 ]
 
 
-@pytest.mark.parametrize(("channel", "how", "inputs"), YES_BY_ANOTHER_NAME, ids=[c[1] for c in YES_BY_ANOTHER_NAME])
+@pytest.mark.parametrize(("channel", "how", "inputs"), YES_BY_ANOTHER_NAME,
+                         ids=[c[1] for c in YES_BY_ANOTHER_NAME])
 def test_the_emergency_instruction_comes_first_with_no_greeting_or_hedge_before_it(
     protocol: Protocol, channel: str, how: str, inputs: list[Input]
 ) -> None:
@@ -163,7 +165,9 @@ def test_the_emergency_instruction_comes_first_with_no_greeting_or_hedge_before_
         assert lead not in said(reply)
 
 
-def test_a_red_flag_in_the_first_text_ends_the_conversation_before_the_greeting(protocol: Protocol) -> None:
+def test_a_red_flag_in_the_first_text_ends_the_conversation_before_any_greeting(
+    protocol: Protocol,
+) -> None:
     reply = engine.start(protocol, "sms", "Help, I can't pee and my back is agony")
     assert reply.state.disposition == "emergency" and reply.question is None
     assert reply.messages == protocol.outcome_messages("emergency_er", "sms")
@@ -186,8 +190,8 @@ def test_a_combination_fires_on_the_answer_that_completes_it(
     protocol: Protocol, channel: str, rule: str, first: str, second: str
 ) -> None:
     talk = Conversation(protocol, channel, yes={first, second}).start().play()
-    completing = talk.asked[-1]
-    assert completing in (first, second) and talk.asked.count(completing) == 1
+    completing = talk.asked[-1]  # whichever of the two the protocol asks later
+    assert {first, second} <= set(talk.asked) and completing in (first, second)
     assert (talk.last.state.disposition, talk.last.state.rule) == ("emergency", rule)
     assert is_emergency_instruction(talk.last.messages)
     assert not talk.replies[-2].state.is_done
@@ -408,6 +412,13 @@ def test_an_age_out_of_range_is_asked_again(protocol: Protocol, channel: str, ag
     assert reply.question is not None and reply.question.id == "age"
     assert reply.messages[0] == "Sorry, I did not get that."
     assert "age" not in reply.state.facts
+
+
+@pytest.mark.parametrize("digits", ["²", "4²", "½", "٤٥", "*#0", "#", "4" * 40, "12a"])
+def test_odd_keys_on_the_age_question_are_asked_again(protocol: Protocol, digits: str) -> None:
+    reply = engine.resume(protocol, engine.start(protocol, "voice").state, Input(digits=digits))
+    assert reply.question is not None and reply.question.id == "age"
+    assert reply.messages[0] == "Sorry, I did not get that."
 
 
 @pytest.mark.parametrize(("channel", "given", "age"), [
