@@ -53,8 +53,8 @@ def _up(base_url: str, process: subprocess.Popen[bytes]) -> bool:
     if process.poll() is not None:
         pytest.fail(f"the web process exited with {process.returncode}", pytrace=False)
     try:
-        return requests.get(f"{base_url}/healthz", timeout=1).status_code == 200
-    except requests.ConnectionError:
+        return requests.get(f"{base_url}/healthz", timeout=2).status_code == 200
+    except requests.RequestException:  # not listening yet, or still booting
         return False
 
 
