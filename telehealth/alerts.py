@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from telehealth.records import (
-    Base, Escalation, EscalationEvent, EscalationStatus, Records, UTCDateTime, utcnow,
+    Base, Escalation, EscalationEvent, EscalationStatus, Records, UTCDateTime,
 )
 
 NOTICE_STEP = -1  # notices ("case taken by ...") are not chain steps
@@ -144,17 +144,30 @@ class Alerts:
 
     def mark(self, alert_id: int, status: str, now: datetime, *, sid: str | None = None,
              error_code: str | None = None) -> bool:
-        """Move an alert's status forward; False (no change) if that would move it back."""
+        """Move an alert's status forward; False (no change) if that would move it back.
+
+        One conditional UPDATE, so two callbacks racing cannot move a status back. The carrier's
+        id is kept even when a status callback overtook the sender's own "queued".
+        """
+        rank = STATUS_RANK.get(status)
         with self.records.transaction() as session:
-            alert = session.get(Alert, alert_id)
-            if alert is None or STATUS_RANK.get(status, -1) <= STATUS_RANK.get(alert.status, -1):
-                return False
-            alert.status, alert.updated_at = status, now
             if sid is not None:
-                alert.twilio_sid = sid
+                session.execute(update(Alert).where(Alert.id == alert_id, Alert.twilio_sid.is_(None))
+                                .values(twilio_sid=sid))
+            if rank is None:
+                return False
+            values: dict[str, Any] = {"status": status, "updated_at": now}
             if error_code is not None:
-                alert.error_code = error_code
-            return True
+                values["error_code"] = error_code
+            behind = [name for name, r in STATUS_RANK.items() if r < rank]
+            return session.execute(
+                update(Alert).where(Alert.id == alert_id, Alert.status.in_(behind)).values(**values)
+            ).rowcount == 1
+
+    def owns_sid(self, sid: str, *, other_than: int) -> bool:
+        """Whether another alert already holds this carrier id."""
+        with self.records.transaction() as session:
+            return session.scalar(select(Alert.id).where(Alert.twilio_sid == sid, Alert.id != other_than)) is not None
 
     def get(self, alert_id: int) -> dict[str, Any] | None:
         with self.records.transaction() as session:
@@ -176,10 +189,11 @@ class Alerts:
 
     def open_cases_for(self, phone: str) -> list[dict[str, Any]]:
         """Escalations that paged this number, newest first (for 'reply 1' with no case code)."""
+        # IN (subquery) rather than DISTINCT: PostgreSQL cannot compare the JSON chain column.
+        paged = select(Alert.escalation_id).where(Alert.recipient == phone, Alert.kind == "page")
         query = (
-            select(Escalation).join(Alert, Alert.escalation_id == Escalation.id)
-            .where(Alert.recipient == phone, Alert.kind == "page")
-            .order_by(Escalation.created_at.desc(), Escalation.id.desc()).distinct()
+            select(Escalation).where(Escalation.id.in_(paged))
+            .order_by(Escalation.created_at.desc(), Escalation.id.desc())
         )
         with self.records.transaction() as session:
             return [{"id": e.id, "status": e.status, "acknowledged_by": e.acknowledged_by}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from telehealth import console
 from telehealth import services as services_module
 from telehealth import settings as settings_module
 from telehealth.logs import configure_logging
@@ -20,4 +21,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     for blueprint in (sms.bp, voice.bp, alerts.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)
+    console.init_app(app)  # its own cookie and security headers, on /console only
     return app

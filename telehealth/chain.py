@@ -15,6 +15,14 @@ from telehealth.triage.protocol import ProtocolError
 CHAIN_FILE = "escalation.yaml"
 
 
+class ChainError(ValueError):
+    """A chain whose timetable makes no sense; `where` is the path inside the chain."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where, self.message = where, message
+
+
 @dataclass(frozen=True)
 class Step:
     index: int  # position across all rounds: round * len(steps) + position in the round
@@ -33,8 +41,11 @@ class Chain:
         self.rounds = int(snapshot["rounds"])
         self.round_seconds = float(snapshot["round_seconds"])
         self.callback_window = str(snapshot["callback_window"])
-        if any(s["after_seconds"] >= self.round_seconds for s in self.steps):
-            raise ValueError("every step must start before its round ends")
+        for position, raw in enumerate(self.steps):
+            if float(raw["after_seconds"]) >= self.round_seconds:
+                raise ChainError(f"steps.{position}.after_seconds",
+                                 f"{raw['after_seconds']:g} is too late: every step must start before its "
+                                 f"round ends (round_seconds {self.round_seconds:g})")
 
     @property
     def total_steps(self) -> int:
@@ -68,6 +79,17 @@ def load(flows_dir: Path | str) -> dict[str, dict[str, Any]]:
     for level, snapshot in data["chains"].items():
         try:
             Chain(snapshot)
-        except ValueError as exc:
-            raise ProtocolError(str(path), f"chains.{level}", str(exc)) from exc
+            _check_order(snapshot["steps"])
+        except ChainError as exc:
+            raise ProtocolError(str(path), f"chains.{level}.{exc.where}", exc.message) from exc
     return data["chains"]
+
+
+def _check_order(steps: list[dict[str, Any]]) -> None:
+    """Steps run in the order written, so one listed before an earlier-timed step would run late."""
+    for position in range(1, len(steps)):
+        before, after = steps[position - 1]["after_seconds"], steps[position]["after_seconds"]
+        if after < before:
+            raise ChainError(f"steps.{position}.after_seconds",
+                             f"{after:g} is earlier than the step above it ({before:g}): "
+                             "list the steps in the order they run")

@@ -1,4 +1,4 @@
-"""The `telehealth` command: serve, check-flows, db upgrade, sweep, simulate."""
+"""The `telehealth` command: serve, check-flows, db upgrade, sweep, roster, users, simulate."""
 from __future__ import annotations
 
 import argparse
@@ -44,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = roster_commands.add_parser("import", help="add clinicians and shifts from a YAML file")
     load.add_argument("file", type=Path)
 
+    from telehealth import users_cli
+
+    users_cli.add_arguments(commands.add_parser("users", help="staff accounts for the console"))
+
     simulate = commands.add_parser("simulate", help="play the patient in a terminal, over HTTP")
     simulate.add_argument("--base-url", default="http://127.0.0.1:5000")
     simulate.add_argument("--auth-token", default=None, help="TWILIO_AUTH_TOKEN of the server")
@@ -52,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     handler = {"serve": _serve, "demo": _serve, "check-flows": _check_flows, "db": _db,
-               "sweep": _sweep, "simulate": _simulate, "roster": _roster}[args.command]
+               "sweep": _sweep, "simulate": _simulate, "roster": _roster, "users": _users}[args.command]
     return handler(args)
 
 
@@ -109,6 +113,12 @@ def _roster(args: argparse.Namespace) -> int:
     return roster_cli.run(services.build(settings_module.from_env()), args)
 
 
+def _users(args: argparse.Namespace) -> int:
+    from telehealth import services, users_cli
+
+    return users_cli.run(services.build(settings_module.from_env()), args)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import run_simple
 
@@ -136,7 +146,9 @@ def _serve(args: argparse.Namespace) -> int:
         f"  TWILIO_AUTH_TOKEN={settings.twilio_auth_token}\n"
         f"  API_TOKEN={settings.api_token}\n"
         f"Try it: telehealth simulate --base-url http://{args.host}:{settings.port} "
-        f"--auth-token {settings.twilio_auth_token}",
+        f"--auth-token {settings.twilio_auth_token}\n"
+        f"Staff console: http://{args.host}:{settings.port}/console/ "
+        f"(add an account first: telehealth users add --email ... --name ... --role admin)",
         flush=True,
     )
     run_simple(args.host, settings.port, app, threaded=True, use_reloader=False)

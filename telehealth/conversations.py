@@ -81,7 +81,8 @@ class TriageLine:
         now = self.s.clock()
         word = keyword(body)
         session = self.s.sessions.load_sms(phone)
-        if session and self._is_stale(session, now):
+        # An opted-out conversation is already closed: time passing must not reopen it.
+        if session and not session.state.get("opted_out") and self._is_stale(session, now):
             self._close(session, "abandoned", "no reply for the session timeout")
             self.s.sessions.drop_sms(phone)
             session = None
@@ -281,6 +282,9 @@ class TriageLine:
         state = self._state(session)
         if state.is_done:
             return
+        record = self.s.records.get_conversation(session.conversation_id)
+        if record is not None and record["status"] != "active":
+            return  # closed already (by the sweep, or a retried webhook): keep when and why it ended
         self._close_state(session.conversation_id, state, status, why)
 
     def _close_record(self, record: dict[str, Any], status: str, why: str) -> None:

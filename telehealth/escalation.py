@@ -8,7 +8,6 @@ page twice and never lose a page.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ import phonenumbers
 
 from telehealth.alerts import FAILED_STATUSES, Alerts, Target
 from telehealth.chain import Chain, Step
-from telehealth.paging import PagingFailed, RecipientOptedOut
+from telehealth.paging import ConsolePager, Pager, PagingFailed, RecipientOptedOut
 from telehealth.roster import OnCall, Roster
 
 if TYPE_CHECKING:
@@ -103,13 +102,16 @@ def deliver(services: "Services", alert_id: int) -> None:
     if alert["kind"] == "page" and escalation["status"] not in ("pending", "unacknowledged"):
         alerts.mark(alert_id, "canceled", now, error_code="case-closed")
         return
-    if claim.reclaimed:
-        since = datetime.fromisoformat(alert["created_at"])
-        sid = services.pager.find_sent(alert["recipient"], alert["channel"], since)
-        if sid is not None:  # the dead sender had already handed it over
-            alerts.mark(alert_id, "queued", now, sid=sid)
-            return
     try:
+        # A dead sender, or an earlier try that timed out after Twilio took the page, may have
+        # handed it over already: ask Twilio before sending again.
+        if claim.reclaimed or alert["attempts"] > 1:
+            since = datetime.fromisoformat(alert["created_at"])
+            sid = services.pager.find_sent(alert["recipient"], alert["channel"], since, body=_content(services, alert))
+            # A page another alert already owns (another case paging the same clinician) is not ours.
+            if sid is not None and not alerts.owns_sid(sid, other_than=alert_id):
+                _sent(services, alert, sid, now, recovered=True)
+                return
         sid = _send(services, alert)
     except RecipientOptedOut as exc:
         _fall_back_to_voice(services, alert, escalation, now, exc)
@@ -117,9 +119,7 @@ def deliver(services: "Services", alert_id: int) -> None:
     except PagingFailed as exc:
         _failed(services, alert, now, exc)
         raise
-    alerts.mark(alert_id, "queued", now, sid=sid)
-    records.add_escalation_event(alert["escalation_id"], "alert_sent" if alert["kind"] == "page" else "notice_sent", {
-        "alert": alert_id, "to": alert["recipient_name"], "channel": alert["channel"], "sid": sid}, at=now)
+    _sent(services, alert, sid, now)
 
 
 def delivery_status(services: "Services", alert_id: int, status: str, error_code: str | None) -> None:
@@ -154,6 +154,8 @@ def acknowledge(services: "Services", escalation_id: int, by_phone: str, by_name
             services.jobs.enqueue(DELIVER_JOB, alert_id)
         log.info("escalation acknowledged", extra={"escalation_id": escalation_id})
         return "taken"
+    # Read again: someone may have taken it between our first read and our attempt.
+    escalation = records.get_escalation(escalation_id) or escalation
     if escalation["acknowledged_by"] == by_name:
         return "yours"
     if escalation["status"] == "acknowledged":
@@ -192,10 +194,20 @@ def alert_failure(services: "Services", endpoint: str, caller: str) -> None:
     who = f"Call {readable(caller)} back." if caller else "Caller unknown."
     text = f"LINE FAULT: the triage line failed to answer a patient ({endpoint}). {who}"
     step = Step(0, 0, 0, "primary", ("sms",))
-    targets, _ = _targets(services, step, services.clock())
+    try:
+        targets, _ = _targets(services, step, services.clock())
+    except Exception:  # the roster is in the database, which may be what failed: page anyway
+        log.error("could not read the roster for a failure alert", extra={"endpoint": endpoint})
+        phone = services.settings.supervisor_phone
+        targets = [Target(phone or NOBODY, "supervisor" if phone else "nobody on call", "sms")]
     for target in targets:
         services.pager.send_sms(target.recipient, text)
-    services.records.audit("failure_alert_sent", detail={"endpoint": endpoint, "paged": len(targets)})
+    # The pages are out: failing now (the database may be what broke) would make the webhook's
+    # fallback, or RQ's retries, page everyone again for the same fault.
+    try:
+        services.records.audit("failure_alert_sent", detail={"endpoint": endpoint, "paged": len(targets)})
+    except Exception:
+        log.error("could not record the failure alert", extra={"endpoint": endpoint})
 
 
 # --- internals -----------------------------------------------------------------------------
@@ -224,12 +236,41 @@ def _targets(services: "Services", step: Step, now: datetime) -> tuple[list[Targ
 
 
 def _send(services: "Services", alert: dict[str, Any]) -> str:
+    try:
+        return _send_with(services.pager, services, alert)
+    except PagingFailed:
+        if alert["recipient"] != NOBODY:
+            raise
+        # Nobody on call and no supervisor, and the carrier cannot deliver to nobody: print the
+        # page where the operator sees the service's output. Failing instead would fail every
+        # step at once and run the whole chain out in seconds, with nobody having seen a page.
+        log.error("nobody on call and no SUPERVISOR_PHONE: the page is printed",
+                  extra={"escalation_id": alert["escalation_id"], "alert_id": alert["id"]})
+        return _send_with(ConsolePager(), services, alert)
+
+
+def _send_with(pager: Pager, services: "Services", alert: dict[str, Any]) -> str:
     base = services.settings.public_base_url
     callback = f"{base}/twilio/alerts/status?alert={alert['id']}" if base else None
     if alert["channel"] == "sms":
-        return services.pager.send_sms(alert["recipient"], alert["body"], status_callback=callback)
-    return services.pager.place_call(alert["recipient"], twiml_url=f"{base}/twilio/alerts/call?alert={alert['id']}",
-                                     status_callback=callback)
+        return pager.send_sms(alert["recipient"], alert["body"], status_callback=callback)
+    return pager.place_call(alert["recipient"], twiml_url=_content(services, alert), status_callback=callback)
+
+
+def _content(services: "Services", alert: dict[str, Any]) -> str:
+    """What identifies this alert's page: the SMS text, or the alert call's TwiML URL."""
+    if alert["channel"] == "sms":
+        return str(alert["body"])
+    return f"{services.settings.public_base_url}/twilio/alerts/call?alert={alert['id']}"
+
+
+def _sent(services: "Services", alert: dict[str, Any], sid: str, now: datetime, *, recovered: bool = False) -> None:
+    """Record the hand-over on the alert and the timeline (also one a dead sender made)."""
+    Alerts(services.records).mark(alert["id"], "queued", now, sid=sid)
+    detail = {"alert": alert["id"], "to": alert["recipient_name"], "channel": alert["channel"], "sid": sid,
+              **({"recovered": True} if recovered else {})}
+    services.records.add_escalation_event(
+        alert["escalation_id"], "alert_sent" if alert["kind"] == "page" else "notice_sent", detail, at=now)
 
 
 def _failed(services: "Services", alert: dict[str, Any], now: datetime, exc: PagingFailed) -> None:
@@ -272,5 +313,3 @@ def _quietly(job: Any, services: "Services", item_id: int) -> None:
     except Exception as exc:  # the sweep must go on to the next item; the failure is on the timeline
         log.warning("sweep item failed", extra={"error": type(exc).__name__, "escalation_id": item_id})
 
-
-ACK_PATTERN = re.compile(r"^\s*(?:1|ack|take|taking|yes|ok)\b\W*(?:case\W*)?(\d+)?\W*$", re.I)

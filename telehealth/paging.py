@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Protocol, TextIO
@@ -37,8 +38,12 @@ class Pager(Protocol):
         """Start one voice call that fetches its TwiML from `twiml_url`; return its id."""
         ...
 
-    def find_sent(self, to: str, channel: str, since: datetime) -> str | None:
-        """The id of a page already handed over to `to` since `since`, if any (crash recovery)."""
+    def find_sent(self, to: str, channel: str, since: datetime, *, body: str | None = None) -> str | None:
+        """The id of a page already handed over to `to` since `since`, if any (crash recovery).
+
+        `body` is the SMS text or the call's TwiML URL: a page to the same clinician for another
+        case is not this one, and taking it for this one would lose a page.
+        """
         ...
 
 
@@ -56,14 +61,15 @@ class ConsolePager:
     def place_call(self, to: str, *, twiml_url: str, status_callback: str | None = None) -> str:
         return self._print(f"[ALERT CALL to {to}] (voice alert, TwiML at {twiml_url})")
 
-    def find_sent(self, to: str, channel: str, since: datetime) -> str | None:
+    def find_sent(self, to: str, channel: str, since: datetime, *, body: str | None = None) -> str | None:
         return None  # nothing to ask: a page interrupted by a crash is printed again
 
     def _print(self, line: str) -> str:
         with self._lock:
             self._count += 1
             print(line, file=self.stream or sys.stdout, flush=True)
-            return f"console-{self._count}"
+            # Unique across restarts and processes: the id is stored under a unique key.
+            return f"console-{self._count}-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass
@@ -83,6 +89,8 @@ class FakePager:
     sent: list[Sent] = field(default_factory=list)
     failures: list[PagingFailed] = field(default_factory=list)
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    # Workers racing in one test share this pager: a page's id must stay unique.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def send_sms(self, to: str, body: str, *, status_callback: str | None = None) -> str:
         return self._send(to, "sms", body, status_callback)
@@ -90,16 +98,18 @@ class FakePager:
     def place_call(self, to: str, *, twiml_url: str, status_callback: str | None = None) -> str:
         return self._send(to, "voice", twiml_url, status_callback)
 
-    def find_sent(self, to: str, channel: str, since: datetime) -> str | None:
-        found = [s for s in self.sent if s.to == to and s.channel == channel and s.at >= since]
+    def find_sent(self, to: str, channel: str, since: datetime, *, body: str | None = None) -> str | None:
+        found = [s for s in self.sent if s.to == to and s.channel == channel and s.at >= since
+                 and (body is None or s.body == body)]
         return found[-1].sid if found else None
 
     def to(self, number: str, channel: str | None = None) -> list[Sent]:
         return [s for s in self.sent if s.to == number and (channel is None or s.channel == channel)]
 
     def _send(self, to: str, channel: str, body: str, callback: str | None) -> str:
-        if self.failures:
-            raise self.failures.pop(0)
-        sid = f"{'SM' if channel == 'sms' else 'CA'}{len(self.sent) + 1:032d}"
-        self.sent.append(Sent(to, channel, body, sid, self.clock(), callback))
-        return sid
+        with self._lock:
+            if self.failures:
+                raise self.failures.pop(0)
+            sid = f"{'SM' if channel == 'sms' else 'CA'}{len(self.sent) + 1:032d}"
+            self.sent.append(Sent(to, channel, body, sid, self.clock(), callback))
+            return sid

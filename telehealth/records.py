@@ -401,9 +401,11 @@ class Records:
         self._engine.dispose()
 
     def create_schema(self) -> None:
-        # The roster and alert tables share this metadata; importing them registers them.
+        # The roster, alert, staff and note tables share this metadata; importing them registers them.
         import telehealth.alerts  # noqa: F401
+        import telehealth.notes  # noqa: F401
         import telehealth.roster  # noqa: F401
+        import telehealth.users  # noqa: F401
 
         with _translated_errors():
             Base.metadata.create_all(self._engine)

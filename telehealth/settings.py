@@ -15,6 +15,8 @@ class Settings:
     twilio_auth_token: str = ""
     twilio_account_sid: str = ""
     twilio_phone_number: str = ""
+    # Where the Twilio pager sends its REST calls. Only tests change it (a local fake or mock).
+    twilio_api_base_url: str = "https://api.twilio.com"
     # Empty means embedded mode: fakeredis in-process.
     redis_url: str = ""
     database_url: str = f"sqlite:///{ROOT / 'instance' / 'telehealth.sqlite3'}"
@@ -34,6 +36,14 @@ class Settings:
     supervisor_phone: str = ""
     # How often every worker re-derives due escalation steps from the database.
     sweep_seconds: float = 10.0
+    # Staff console: idle sign-out, lockout after failed sign-ins, cookies, how times are shown.
+    console_idle_minutes: int = 15
+    console_lockout_failures: int = 5
+    console_lockout_minutes: int = 15
+    # Off only for local development over plain http on a host other than localhost.
+    console_secure_cookies: bool = True
+    console_timezone: str = "UTC"
+    console_board_refresh_seconds: int = 10
 
     @property
     def is_embedded_redis(self) -> bool:
@@ -49,6 +59,14 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _sqlalchemy_url(url: str) -> str:
+    """Platforms hand out postgres:// URLs; SQLAlchemy wants a dialect and the driver we ship."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     base = Settings()
@@ -57,8 +75,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
         twilio_account_sid=env.get("TWILIO_ACCOUNT_SID", ""),
         twilio_phone_number=env.get("TWILIO_PHONE_NUMBER", ""),
+        twilio_api_base_url=(env.get("TWILIO_API_BASE_URL") or base.twilio_api_base_url).rstrip("/"),
         redis_url=redis_url,
-        database_url=env.get("DATABASE_URL") or base.database_url,
+        database_url=_sqlalchemy_url(env.get("DATABASE_URL") or base.database_url),
         api_token=env.get("API_TOKEN", ""),
         secret_key=env.get("SECRET_KEY") or secrets.token_hex(32),
         port=int(env.get("PORT", "5000")),
@@ -72,4 +91,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         pager=env.get("PAGER") or ("twilio" if env.get("TWILIO_ACCOUNT_SID") and redis_url else "console"),
         supervisor_phone=env.get("SUPERVISOR_PHONE", ""),
         sweep_seconds=float(env.get("SWEEP_SECONDS", "10")),
+        console_idle_minutes=int(env.get("CONSOLE_IDLE_MINUTES", "15")),
+        console_lockout_failures=int(env.get("CONSOLE_LOCKOUT_FAILURES", "5")),
+        console_lockout_minutes=int(env.get("CONSOLE_LOCKOUT_MINUTES", "15")),
+        console_secure_cookies=_flag(env.get("CONSOLE_SECURE_COOKIES"), default=True),
+        console_timezone=env.get("CONSOLE_TIMEZONE") or base.console_timezone,
+        console_board_refresh_seconds=int(env.get("CONSOLE_BOARD_REFRESH_SECONDS", "10")),
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import telehealth.alerts  # noqa: F401  (registers the roster and alert tables)
+import telehealth.alerts  # noqa: F401  (registers the roster, alert, staff and note tables)
+import telehealth.notes  # noqa: F401
 import telehealth.roster  # noqa: F401
+import telehealth.users  # noqa: F401
 from telehealth.records import Base
 
 

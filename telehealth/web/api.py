@@ -4,13 +4,19 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from telehealth.phones import to_e164
+from telehealth.records import ConversationStatus, Disposition
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
+# The values each filter can take; anything else is the caller's mistake (400), not ours (500).
+FILTERS = {
+    "disposition": tuple(d.value for d in Disposition),
+    "status": tuple(s.value for s in ConversationStatus),
+}
 PUBLIC_FIELDS = ("id", "channel", "phone", "status", "disposition", "red_flags", "rule",
                  "protocol_version", "started_at", "ended_at", "turns", "escalation")
 
@@ -18,7 +24,8 @@ PUBLIC_FIELDS = ("id", "channel", "phone", "status", "disposition", "red_flags",
 @bp.before_request
 def require_token() -> ResponseReturnValue | None:
     expected = current_app.config["SERVICES"].settings.api_token
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip() if scheme.lower() == "bearer" else ""
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         response = jsonify(error="a valid Bearer API token is required")
         response.status_code = 401
@@ -34,9 +41,13 @@ def list_conversations() -> ResponseReturnValue:
     if phone is not None:
         phone = to_e164(phone, services.settings.default_region) or phone
     limit = min(max(request.args.get("limit", default=50, type=int), 1), 500)
-    found = services.records.list_conversations(
-        phone=phone, disposition=request.args.get("disposition") or None,
-        status=request.args.get("status") or None, limit=limit)
+    filters = {name: request.args.get(name) or None for name in FILTERS}
+    for name, value in filters.items():
+        if value is not None and value not in FILTERS[name]:
+            response = jsonify(error=f"{name} must be one of: {', '.join(FILTERS[name])}")
+            response.status_code = 400
+            return response
+    found = services.records.list_conversations(phone=phone, limit=limit, **filters)
     return jsonify(conversations=[_public(c) for c in found])
 
 
@@ -44,7 +55,9 @@ def list_conversations() -> ResponseReturnValue:
 def get_conversation(conversation_id: int) -> ResponseReturnValue:
     found = current_app.config["SERVICES"].records.get_conversation(conversation_id)
     if found is None:
-        abort(404)
+        response = jsonify(error=f"no conversation {conversation_id}")
+        response.status_code = 404
+        return response
     return jsonify(_public(found))
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 from twilio.twiml.messaging_response import MessagingResponse
 
-from telehealth.acknowledgements import reply_to_clinician
+from telehealth.acknowledgements import reply_to_clinician, staff_member
 from telehealth.conversations import TriageLine
 from telehealth.phones import to_e164
-from telehealth.roster import Roster
 from telehealth.web.twilio_guard import twilio_webhook, twiml
 
 bp = Blueprint("sms", __name__)
@@ -20,10 +19,10 @@ def inbound_sms() -> Response:
     raw_from = request.form.get("From", "")
     phone = to_e164(raw_from, services.settings.default_region) or raw_from
     body = request.form.get("Body", "")
-    clinician = Roster(services.records).clinician_by_phone(phone)
-    if clinician is not None:  # an on-call clinician answering a page, not a patient
+    clinician = staff_member(services, phone)
+    if clinician is not None:  # a clinician or the supervisor answering a page, not a patient
         messages = reply_to_clinician(services, clinician, body)
-        services.records.audit("clinician_text", actor=f"clinician:{clinician['id']}",
+        services.records.audit("clinician_text", actor=f"clinician:{clinician['id'] or 'supervisor'}",
                                detail={"replied": len(messages)})
     else:
         messages = TriageLine(services).text_in(phone, body, request.form.get("MessageSid", ""))

@@ -61,13 +61,14 @@ def render(out: Outgoing) -> VoiceResponse:
         response.hangup()
         return response
     action = url_for("voice.answer", step=out.step + 1)
+    # TwiML attributes are only taken from the constructor's keywords: setting an attribute on the
+    # Gather afterwards never reaches the XML.
+    keys: dict[str, object] = (
+        {"finish_on_key": "#"} if out.expects == "number"
+        else {"num_digits": 1, "hints": "yes, no, yeah, nope, not sure"}
+    )
     gather = Gather(input="dtmf speech", action=action, method="POST", timeout=GATHER_TIMEOUT_SECONDS,
-                    speech_timeout="auto", language="en-US", action_on_empty_result=False)
-    if out.expects == "number":
-        gather.finish_on_key = "#"
-    else:
-        gather.num_digits = 1
-        gather.hints = "yes, no, yeah, nope, not sure"
+                    speech_timeout="auto", language="en-US", action_on_empty_result=False, **keys)
     gather.say(out.prompt)
     response.append(gather)
     # Twilio runs the next verb only when the caller says nothing: that is silence, not a hang-up.

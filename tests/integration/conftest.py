@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -154,3 +154,117 @@ def clean_redis(redis_url: str) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living process below `pid`. rq's work horses call setpgrp(), so a process group
+    kill misses them; a machine that dies takes them along, so the tests kill them too."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process started by `start_process`, its group and every process below it, at once."""
+    below = descendants(process.pid)
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGSTOP)  # nobody finishes a request while the rest are being killed
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait(timeout=10)
+
+
+def stop_tree(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """`stop_process_group`, then SIGKILL whatever it left below (work horses in their own group)."""
+    below = descendants(process.pid)
+    stop_process_group(process, grace)
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# --- Twilio stand-ins: a recording fake for the chain tests, Prism for the contract ---------
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+TWILIO_TOKEN = "f" * 32  # the REST API's credentials, syntactically valid; not the webhook token
+LINE_NUMBER = "+12025550100"  # what tests.conftest.Twilio posts webhooks To
+SHARED = PROJECT_ROOT.parent / "shared"
+TWILIO_SPEC = SHARED / "vendor" / "twilio_api_v2010.json"
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[Any]:
+    """A local Twilio REST fake recording every page (see fake_twilio.py)."""
+    from tests.integration.fake_twilio import FakeTwilio
+
+    fake = FakeTwilio(ACCOUNT_SID, TWILIO_TOKEN).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def _prism_unavailable(message: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Stoplight Prism mocking Twilio's own OpenAPI description; yields its base URL.
+
+    Prism comes from the project's node_modules (`npm ci`); it is never downloaded here.
+    """
+    binary = PROJECT_ROOT / "node_modules" / ".bin" / "prism"
+    if not binary.exists():
+        _prism_unavailable("Prism is not installed: run `npm ci` at the project root")
+    if not TWILIO_SPEC.exists():
+        _prism_unavailable(f"Twilio's API description is missing: {TWILIO_SPEC}")
+    port = free_port()
+    log = tmp_path_factory.mktemp("prism") / "prism.log"
+    command = f"npx --no-install prism mock -h 127.0.0.1 -p {port} '{TWILIO_SPEC}'"
+    process = start_process(command, process_env(), log)
+    try:
+        deadline = time.monotonic() + 60
+        while "Prism is listening" not in log.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                _prism_unavailable(f"Prism did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_tree(process, grace=5)
+
+
+def chain_flows(directory: Path, chains: dict[str, Any]) -> Path:
+    """A copy of flows/ whose escalation.yaml holds `chains` (delays of seconds, for the tests)."""
+    import shutil
+
+    import yaml
+
+    flows = directory / "flows"
+    shutil.copytree(PROJECT_ROOT / "flows", flows)
+    (flows / "escalation.yaml").write_text(yaml.safe_dump({"version": 1, "chains": chains}, sort_keys=False))
+    return flows
