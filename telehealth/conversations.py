@@ -6,7 +6,7 @@ records every turn in and out, keeps the live state in Redis and escalates urgen
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -92,6 +92,8 @@ class TriageLine:
             latest = self.s.records.latest_conversation(phone, channel="sms")
             if latest and latest["status"] == "opted_out":
                 session = Session(latest["id"], {"opted_out": True}, now.isoformat())
+            elif latest and latest["status"] == "active" and word is None and self._is_recent(latest, now):
+                return self._pick_up(phone, latest, body, sid, now)
         if session is not None and session.state.get("opted_out"):
             if word not in OPT_IN_WORDS:
                 self._record_in(session, body, sid, now)
@@ -111,6 +113,25 @@ class TriageLine:
         self._record_in(session, body, sid, now, question_id=state.current)
         reply = engine.resume(self.protocol, state, Input(text=body))
         return self._advance_sms(phone, session, reply, sid, now)
+
+    def _pick_up(self, phone: str, record: dict[str, Any], body: str, sid: str, now: datetime) -> list[str]:
+        """The live session is gone (Redis lost it) but the durable record is fresh: go on from it.
+
+        The question the patient last saw is the next unanswered one, so this text answers it.
+        """
+        session = Session(record["id"], {}, now.isoformat())
+        reply = engine.restore(self.protocol, "sms", record.get("facts") or {})
+        self._record_in(session, body, sid, now, question_id=reply.state.current)
+        if not reply.state.is_done:
+            reply = engine.resume(self.protocol, reply.state, Input(text=body))
+        if reply.state.disposition != Level.EMERGENCY.value:  # nothing goes before the instruction
+            reply = replace(reply, said=(self.protocol.text("picked_up", "sms"), *reply.said))
+        log.info("conversation picked up from the durable record", extra={"conversation_id": record["id"]})
+        return self._advance_sms(phone, session, reply, sid, now)
+
+    def _is_recent(self, record: dict[str, Any], now: datetime) -> bool:
+        idle = now - datetime.fromisoformat(record["last_activity_at"])
+        return idle <= timedelta(minutes=self.s.settings.sms_session_timeout_minutes)
 
     def _start_sms(self, phone: str, body: str, sid: str, now: datetime,
                    lead: tuple[str, ...] = ()) -> list[str]:

@@ -88,6 +88,18 @@ def start(protocol: Protocol, channel: str, text: str = "") -> Reply:
     return _next(protocol, state, (protocol.text("greeting", channel),))
 
 
+def restore(protocol: Protocol, channel: str, facts: dict[str, FactValue], lead: str = "") -> Reply:
+    """Pick a conversation up again from its durable facts when the live state is lost.
+
+    The next unanswered question is asked again; a finished case is finished the same way.
+    """
+    state = State(channel, protocol.version, facts=dict(facts))
+    emergency = _emergency(protocol, state)
+    if emergency:
+        return _finish(protocol, state, emergency, ())
+    return _next(protocol, state, (lead,) if lead else ())
+
+
 def resume(protocol: Protocol, state: State, given: Input) -> Reply:
     if state.is_done or state.current is None:
         raise EngineError("the conversation has already ended")

@@ -416,3 +416,31 @@ def test_the_stored_turn_is_exactly_what_arrived(
     reach(twilio, protocol, "chest_pain")
     twilio.sms(body)
     assert [t["text"] for t in conversation(client)["turns"] if t["direction"] == "in"][-1] == body
+
+
+# --- the live session lost (Redis flushed or restarted empty) ------------------------------
+
+
+def test_a_lost_session_is_picked_up_from_the_durable_record(twilio: Twilio, client: Any, services: Any) -> None:
+    for body in ("my back hurts", "45", "no"):  # narrative, age, chest pain
+        twilio.sms(body)
+    services.sessions.client.flushall()
+
+    reply = twilio.sms("no")  # the answer to the aortic question the patient last saw
+
+    assert reply[0].startswith("Sorry, our system lost its place")
+    assert "fainted" in reply[-1]
+    found = api_get(client, f"/api/conversations?phone={PATIENT}").get_json()["conversations"]
+    assert len(found) == 1 and found[0]["status"] == "active"
+
+
+def test_an_emergency_answer_after_a_lost_session_is_the_instruction_alone(
+        twilio: Twilio, services: Any) -> None:
+    for body in ("my back hurts", "45", "no"):
+        twilio.sms(body)
+    services.sessions.client.flushall()
+
+    reply = twilio.sms("yes")  # yes to tearing pain
+
+    assert reply[0].startswith("Call 911 now")
+    assert not any("?" in m for m in reply)
