@@ -61,6 +61,9 @@ class TriageLine:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.protocol = services.protocol
+        # This request's turns, written together with the conversation's new state (one commit).
+        self._pending: list[tuple[int, dict[str, Any]]] = []
+        self._inbound_sids: set[str] = set()
 
     # --- SMS -----------------------------------------------------------------------------
 
@@ -73,6 +76,7 @@ class TriageLine:
             if replayed:
                 return replayed
             out = self._text(phone, body, message_sid)
+            self._flush()
             if message_sid:
                 self.s.sessions.remember_reply(message_sid, out)
             return out
@@ -290,7 +294,7 @@ class TriageLine:
         if state.is_done:
             fields.update(status="completed", disposition=state.disposition, rule=state.rule,
                           ended_at=now, end_reason="disposition")
-        self.s.records.update_conversation(session.conversation_id, **fields)
+        self._flush(session.conversation_id, fields)
         if state.disposition in (Level.EMERGENCY.value, Level.URGENT.value):
             open_escalation(self.s, session.conversation_id, level=state.disposition,
                             reason="disposition", summary=engine.summary(self.protocol, state))
@@ -316,6 +320,7 @@ class TriageLine:
         """An unfinished conversation: never dropped if an urgent-level answer was given."""
         level = engine.provisional_level(self.protocol, state)
         escalate = level is not None and level.rank >= Level.URGENT.rank
+        self._flush()
         self.s.records.update_conversation(
             conversation_id, status=status, ended_at=self.s.clock(), end_reason=why,
             disposition=level.value if escalate and level else None,
@@ -333,13 +338,30 @@ class TriageLine:
         return len(stale)
 
     def _record_in(self, session: Session, text: str, sid: str, now: datetime, **extra: Any) -> None:
-        # The unique (direction, sid) key makes a retried webhook's turn a no-op.
-        self.s.records.record_turn(session.conversation_id, direction="in", text=text,
-                                   twilio_sid=sid or None, at=now, **extra)
+        if sid and sid in self._inbound_sids:
+            return  # one inbound turn per webhook, even when it closes one conversation and opens another
+        if sid:
+            self._inbound_sids.add(sid)
+        self._pending.append((session.conversation_id, {"direction": "in", "text": text,
+                                                        "twilio_sid": sid or None, "at": now, **extra}))
 
     def _record_out(self, session: Session, messages: list[str], sid: str, now: datetime,
                     question: str | None = None) -> None:
         for i, text in enumerate(messages):
-            self.s.records.record_turn(
-                session.conversation_id, direction="out", text=text, in_reply_to=sid or None, at=now,
-                question_id=question if i == len(messages) - 1 else None)
+            self._pending.append((session.conversation_id, {
+                "direction": "out", "text": text, "in_reply_to": sid or None, "at": now,
+                "question_id": question if i == len(messages) - 1 else None}))
+
+    def _flush(self, conversation_id: int | None = None, changes: dict[str, Any] | None = None) -> None:
+        """Write pending turns, one transaction per conversation; `changes` go with their conversation.
+
+        A retried webhook whose inbound turn is already recorded writes nothing (the unique key).
+        """
+        grouped: dict[int, list[dict[str, Any]]] = {}
+        for owner, turn in self._pending:
+            grouped.setdefault(owner, []).append(turn)
+        if conversation_id is not None:
+            grouped.setdefault(conversation_id, [])
+        self._pending.clear()
+        for owner, turns in grouped.items():
+            self.s.records.record_exchange(owner, turns, changes if owner == conversation_id else None)

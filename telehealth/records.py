@@ -529,16 +529,12 @@ class Records:
 
         Text is stored as received except NUL and lone surrogates, which become U+FFFD.
         """
-        direction = _enum_value(Direction, direction)
+        turn = self._turn_row(conversation_id, direction=direction, text=text, twilio_sid=twilio_sid,
+                              in_reply_to=in_reply_to, question_id=question_id, digits=digits,
+                              speech=speech, confidence=confidence, at=at)
+        direction, when = turn.direction, turn.at
         if twilio_sid is not None and self._turn_exists(direction, twilio_sid):
             return False
-        when = utcnow() if at is None else as_utc(at)
-        turn = Turn(
-            conversation_id=conversation_id, at=when, direction=direction,
-            text=clean_text(text), twilio_sid=twilio_sid, in_reply_to=in_reply_to,
-            question_id=question_id, digits=_clean_optional_text(digits),
-            speech=_clean_optional_text(speech), confidence=confidence,
-        )
         try:
             with self._transaction() as session:
                 conv = session.get(Conversation, conversation_id)
@@ -552,6 +548,45 @@ class Records:
                 return False
             raise
         return True
+
+    def record_exchange(self, conversation_id: int, turns: list[dict[str, Any]],
+                        changes: dict[str, Any] | None = None) -> bool:
+        """Write one webhook's turns and the conversation's new state in a single transaction.
+
+        Each turn takes record_turn's keyword arguments. False (nothing written) when an inbound
+        turn's sid is already recorded: a retried webhook.
+        """
+        fields = _conversation_changes(changes or {})
+        rows = [self._turn_row(conversation_id, **turn) for turn in turns]
+        try:
+            with self._transaction() as session:
+                inbound = [r.twilio_sid for r in rows if r.twilio_sid is not None and r.direction == "in"]
+                if inbound and session.scalar(select(Turn.id).where(
+                        Turn.direction == Direction.IN.value, Turn.twilio_sid.in_(inbound)).limit(1)):
+                    return False
+                conv = session.get(Conversation, conversation_id)
+                if conv is None:
+                    raise LookupError(f"no conversation {conversation_id}")
+                for name, value in fields.items():
+                    setattr(conv, name, value)
+                if rows:
+                    conv.last_activity_at = max([conv.last_activity_at, *(r.at for r in rows)])
+                session.add_all(rows)
+        except exc.IntegrityError:
+            return False  # a concurrent retry of the same webhook won the insert
+        return True
+
+    @staticmethod
+    def _turn_row(conversation_id: int, *, direction: str, text: str, twilio_sid: str | None = None,
+                  in_reply_to: str | None = None, question_id: str | None = None,
+                  digits: str | None = None, speech: str | None = None,
+                  confidence: float | None = None, at: datetime | None = None) -> Turn:
+        return Turn(
+            conversation_id=conversation_id, at=utcnow() if at is None else as_utc(at),
+            direction=_enum_value(Direction, direction), text=clean_text(text), twilio_sid=twilio_sid,
+            in_reply_to=in_reply_to, question_id=question_id, digits=_clean_optional_text(digits),
+            speech=_clean_optional_text(speech), confidence=confidence,
+        )
 
     def _turn_exists(self, direction: str, twilio_sid: str) -> bool:
         with self._transaction() as session:
