@@ -1,11 +1,14 @@
 """The Flask app factory."""
 from __future__ import annotations
 
-from flask import Flask
+import uuid
 
-from telehealth import console
+from flask import Flask, Response, request
+
+from telehealth import console, metrics
 from telehealth import services as services_module
 from telehealth import settings as settings_module
+from telehealth import logs
 from telehealth.logs import configure_logging
 from telehealth.services import Services
 from telehealth.settings import Settings
@@ -22,4 +25,21 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for blueprint in (sms.bp, voice.bp, alerts.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)
     console.init_app(app)  # its own cookie and security headers, on /console only
+    metrics.init_app(app)
+    _bind_request_ids(app)
     return app
+
+
+def _bind_request_ids(app: Flask) -> None:
+    """Every log line of a request carries its id; Twilio and proxies may send one to reuse."""
+
+    @app.before_request
+    def _bind() -> None:
+        given = request.headers.get("X-Request-Id", "")
+        logs.request_id.set(given[:64] if given.isalnum() else uuid.uuid4().hex[:16])
+        logs.conversation_id.set(None)
+
+    @app.after_request
+    def _echo(response: Response) -> Response:
+        response.headers["X-Request-Id"] = logs.request_id.get() or ""
+        return response

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from telehealth import logs, metrics
 from telehealth.escalation import open_escalation
 from telehealth.services import Services
 from telehealth.sessions import Session
@@ -139,10 +140,7 @@ class TriageLine:
 
     def _start_sms(self, phone: str, body: str, sid: str, now: datetime,
                    lead: tuple[str, ...] = ()) -> list[str]:
-        conversation_id = self.s.records.start_conversation(
-            channel="sms", phone=phone, protocol_version=self.protocol.version, at=now
-        )
-        session = Session(conversation_id, {}, now.isoformat())
+        session = self._open("sms", phone, now)
         self._record_in(session, body, sid, now)
         reply = engine.start(self.protocol, "sms", "" if keyword(body) else body)
         if lead and not reply.state.is_done:
@@ -175,9 +173,7 @@ class TriageLine:
 
     def _opt_out(self, phone: str, body: str, sid: str, session: Session | None, now: datetime) -> list[str]:
         if session is None:
-            conversation_id = self.s.records.start_conversation(
-                channel="sms", phone=phone, protocol_version=self.protocol.version, at=now)
-            session = Session(conversation_id, {}, now.isoformat())
+            session = self._open("sms", phone, now)
         self._record_in(session, body, sid, now)
         if session.state and not self._state(session).is_done:
             self._close(session, "opted_out", "patient texted an opt-out word")
@@ -218,10 +214,7 @@ class TriageLine:
             if session is not None and session.last_reply is not None:
                 return Outgoing.from_dict(session.last_reply)  # a retried first request
             now = self.s.clock()
-            conversation_id = self.s.records.start_conversation(
-                channel="voice", phone=phone, protocol_version=self.protocol.version,
-                call_sid=call_sid, at=now)
-            session = Session(conversation_id, {}, now.isoformat())
+            session = self._open("voice", phone, now, call_sid)
             return self._advance_call(call_sid, session, engine.start(self.protocol, "voice"),
                                       f"{call_sid}:0", now)
 
@@ -261,9 +254,7 @@ class TriageLine:
             return Outgoing((self.protocol.text("after_end", "voice"),), ended=True)
         # The live state is gone (expired or lost): start over rather than guess, and say so.
         now = self.s.clock()
-        conversation_id = record["id"] if record else self.s.records.start_conversation(
-            channel="voice", phone=phone, protocol_version=self.protocol.version, call_sid=call_sid, at=now)
-        session = Session(conversation_id, {}, now.isoformat())
+        session = Session(record["id"], {}, now.isoformat()) if record else self._open("voice", phone, now, call_sid)
         return self._advance_call(call_sid, session, engine.start(self.protocol, "voice"),
                                   f"{call_sid}:restart", now)
 
@@ -282,6 +273,12 @@ class TriageLine:
 
     # --- shared --------------------------------------------------------------------------
 
+    def _open(self, channel: str, phone: str, now: datetime, call_sid: str | None = None) -> Session:
+        conversation_id = self.s.records.start_conversation(
+            channel=channel, phone=phone, protocol_version=self.protocol.version, call_sid=call_sid, at=now)
+        metrics.CONVERSATIONS_STARTED.labels(channel).inc()
+        return Session(conversation_id, {}, now.isoformat())
+
     def _state(self, session: Session) -> State:
         data = {k: v for k, v in session.state.items() if k != "opted_out"}
         return State.from_dict(data)
@@ -295,6 +292,10 @@ class TriageLine:
             fields.update(status="completed", disposition=state.disposition, rule=state.rule,
                           ended_at=now, end_reason="disposition")
         self._flush(session.conversation_id, fields)
+        if state.is_done:
+            metrics.CONVERSATIONS_ENDED.labels(state.channel, "completed", state.disposition).inc()
+        if state.disposition == Level.EMERGENCY.value:
+            metrics.EMERGENCY_INSTRUCTIONS.labels(state.channel).inc()
         if state.disposition in (Level.EMERGENCY.value, Level.URGENT.value):
             open_escalation(self.s, session.conversation_id, level=state.disposition,
                             reason="disposition", summary=engine.summary(self.protocol, state))
@@ -325,6 +326,7 @@ class TriageLine:
             conversation_id, status=status, ended_at=self.s.clock(), end_reason=why,
             disposition=level.value if escalate and level else None,
         )
+        metrics.CONVERSATIONS_ENDED.labels(state.channel, status, level.value if escalate and level else "none").inc()
         if escalate and level is not None:
             open_escalation(self.s, conversation_id, level=level.value, reason="abandoned",
                             summary=engine.summary(self.protocol, state))
@@ -338,6 +340,7 @@ class TriageLine:
         return len(stale)
 
     def _record_in(self, session: Session, text: str, sid: str, now: datetime, **extra: Any) -> None:
+        logs.conversation_id.set(session.conversation_id)
         if sid and sid in self._inbound_sids:
             return  # one inbound turn per webhook, even when it closes one conversation and opens another
         if sid:

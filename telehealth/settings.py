@@ -36,6 +36,8 @@ class Settings:
     supervisor_phone: str = ""
     # How often every worker re-derives due escalation steps from the database.
     sweep_seconds: float = 10.0
+    # Set by gunicorn.conf.py: where prometheus_client keeps each worker process's metrics.
+    metrics_dir: str = ""
     # Staff console: idle sign-out, lockout after failed sign-ins, cookies, how times are shown.
     console_idle_minutes: int = 15
     console_lockout_failures: int = 5
@@ -91,6 +93,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         pager=env.get("PAGER") or ("twilio" if env.get("TWILIO_ACCOUNT_SID") and redis_url else "console"),
         supervisor_phone=env.get("SUPERVISOR_PHONE", ""),
         sweep_seconds=float(env.get("SWEEP_SECONDS", "10")),
+        metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
         console_idle_minutes=int(env.get("CONSOLE_IDLE_MINUTES", "15")),
         console_lockout_failures=int(env.get("CONSOLE_LOCKOUT_FAILURES", "5")),
         console_lockout_minutes=int(env.get("CONSOLE_LOCKOUT_MINUTES", "15")),

@@ -123,7 +123,7 @@ def export_conversations() -> ResponseReturnValue:
     services = guard.services()
     tz_name = services.settings.console_timezone
     filters, _ = search.Filters.from_args(request.args)
-    rows = list(search.export_rows(services.records, filters, tz_name))
+    rows = search.export_rows(services.records, filters, tz_name)
     guard.audit("conversation_export", rows=len(rows), detail_filters=filters.audit_detail())
     response = Response(_csv(rows, tz_name), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="conversations.csv"'

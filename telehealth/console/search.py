@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from datetime import date, datetime
-from typing import Any, Iterator, Mapping
+from datetime import date
+from typing import Any, Mapping
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import selectinload
@@ -86,7 +86,7 @@ class Filters:
         return {
             k: (v.isoformat() if isinstance(v, date) else str(v))
             for k, v in values.items()
-            if v not in (None, "", 1) or (k == "page" and v != 1)
+            if v not in (None, "") and not (k == "page" and v == 1)
         }
 
     def is_filtered(self) -> bool:
@@ -170,7 +170,7 @@ def find(records: Records, filters: Filters, tz_name: str) -> Page:
         return Page([_row(c) for c in convs], total, number)
 
 
-def export_rows(records: Records, filters: Filters, tz_name: str) -> Iterator[dict[str, Any]]:
+def export_rows(records: Records, filters: Filters, tz_name: str) -> list[dict[str, Any]]:
     """Every conversation the filters match (up to MAX_EXPORT_ROWS), newest first."""
     query = (
         _filtered(select(Conversation), filters, tz_name)
@@ -179,8 +179,7 @@ def export_rows(records: Records, filters: Filters, tz_name: str) -> Iterator[di
         .limit(MAX_EXPORT_ROWS)
     )
     with records.transaction() as session:
-        rows = [_row(c) for c in session.scalars(query).all()]
-    yield from rows
+        return [_row(c) for c in session.scalars(query).all()]
 
 
 def _row(conv: Conversation) -> dict[str, Any]:
@@ -209,6 +208,3 @@ def _row(conv: Conversation) -> dict[str, Any]:
         },
     }
 
-
-def is_recent(value: datetime | None, now: datetime, hours: int = 24) -> bool:
-    return value is not None and (now - value).total_seconds() < hours * 3600
