@@ -1,6 +1,7 @@
 """Configuration from the environment. This is the only module that reads os.environ."""
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from dataclasses import dataclass, replace
@@ -61,6 +62,14 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _fallback_secret(auth_token: str) -> str:
+    """Without SECRET_KEY, every gunicorn worker must still sign console cookies alike: derive one
+    from the (secret) Twilio token, or make one up for a single embedded process."""
+    if auth_token:
+        return hashlib.sha256(f"telehealth-secret-key:{auth_token}".encode()).hexdigest()
+    return secrets.token_hex(32)
+
+
 def _sqlalchemy_url(url: str) -> str:
     """Platforms hand out postgres:// URLs; SQLAlchemy wants a dialect and the driver we ship."""
     for prefix in ("postgres://", "postgresql://"):
@@ -81,7 +90,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=redis_url,
         database_url=_sqlalchemy_url(env.get("DATABASE_URL") or base.database_url),
         api_token=env.get("API_TOKEN", ""),
-        secret_key=env.get("SECRET_KEY") or secrets.token_hex(32),
+        secret_key=env.get("SECRET_KEY") or _fallback_secret(env.get("TWILIO_AUTH_TOKEN", "")),
         port=int(env.get("PORT", "5000")),
         public_base_url=env.get("PUBLIC_BASE_URL", "").rstrip("/"),
         flows_dir=Path(env.get("FLOWS_DIR") or base.flows_dir),
