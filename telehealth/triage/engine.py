@@ -153,7 +153,7 @@ def provisional_level(protocol: Protocol, state: State) -> Level | None:
 def summary(protocol: Protocol, state: State) -> str:
     """One line a clinician can act on, e.g. '62y: fever + IV drug use'. No transcript."""
     age = state.facts.get("age")
-    head = f"{int(age)}y" if isinstance(age, (int, float)) and not isinstance(age, bool) else "age ?"
+    head = f"{int(age)}y" if isinstance(age, (int, float)) and not isinstance(age, bool) else "age unknown"
     flags = " + ".join(protocol.fact_labels.get(f, f) for f in red_flags(state))
     return f"{head}: {flags or 'no red flags'}"
 

@@ -324,7 +324,7 @@ def test_the_clinician_summary_names_flags_in_plain_words_without_the_patients_w
 
 @pytest.mark.parametrize(("age_answers", "expected"), [
     (["45"], "45y: no red flags"),
-    (["old enough", "not saying"], "age ?: no red flags"),
+    (["old enough", "not saying"], "age unknown: no red flags"),
 ])
 def test_the_summary_shows_the_age_or_that_it_is_unknown(
     protocol: Protocol, age_answers: list[str], expected: str
