@@ -15,6 +15,7 @@ import phonenumbers
 
 from telehealth.alerts import FAILED_STATUSES, Alerts, Target
 from telehealth.chain import Chain, Step
+from telehealth.jobs import JobsUnavailable
 from telehealth.paging import ConsolePager, Pager, PagingFailed, RecipientOptedOut
 from telehealth.roster import OnCall, Roster
 
@@ -38,18 +39,40 @@ class EscalationMissing(Exception):
 
 
 def open_escalation(services: "Services", conversation_id: int, *, level: str, reason: str,
-                    summary: str) -> int:
-    """Record the escalation with its chain and queue its first step. Never waits for a page."""
+                    summary: str, at: datetime | None = None, late: bool = False) -> int:
+    """Record the escalation with its chain and queue its first step. Never waits for a page.
+
+    `at` is when the case was flagged; `late` says it is written only now, from the outbox,
+    after a database outage: its steps are due from `at`, so what fell due meanwhile runs at once.
+    """
+    flagged = at or services.clock()
     escalation_id, created = services.records.create_escalation(
         conversation_id, level=level, reason=reason, summary=summary,
-        chain=services.chains[level], at=services.clock(),
+        chain=services.chains[level], at=flagged,
     )
     if created:
-        services.records.add_escalation_event(escalation_id, "started", {"level": level, "reason": reason},
-                                              at=services.clock())
-        services.jobs.enqueue(RUN_DUE_JOB, escalation_id)
+        detail: dict[str, Any] = {"level": level, "reason": reason}
+        if late:
+            detail["written_late"] = True  # the database was down when the case was flagged
+        services.records.add_escalation_event(escalation_id, "started", detail, at=flagged)
+        _enqueue(services, RUN_DUE_JOB, escalation_id)
         log.info("escalation started", extra={"escalation_id": escalation_id, "conversation_id": conversation_id})
     return escalation_id
+
+
+def _enqueue(services: "Services", job: str, *args: Any) -> None:
+    """Queue a job; if the queue (Redis) is down, the sweep runs the same work from the database."""
+    try:
+        services.jobs.enqueue(job, *args)
+    except JobsUnavailable as exc:
+        log.error("queue unavailable: the sweep will run this", extra={"error": type(exc).__name__, "job": job})
+
+
+def _enqueue_at(services: "Services", when: datetime, job: str, *args: Any) -> None:
+    try:
+        services.jobs.enqueue_at(when, job, *args)
+    except JobsUnavailable as exc:
+        log.error("queue unavailable: the sweep will run this", extra={"error": type(exc).__name__, "job": job})
 
 
 def run_due(services: "Services", escalation_id: int) -> None:
@@ -84,8 +107,8 @@ def run_due(services: "Services", escalation_id: int) -> None:
             "step": index, "round": step.round + 1, "to": step.to,
             "pages": [{"name": t.name, "channel": t.channel} for t in targets]}, at=now)
         for alert_id in ids:
-            services.jobs.enqueue(DELIVER_JOB, alert_id)
-        services.jobs.enqueue_at(next_due, RUN_DUE_JOB, escalation_id)
+            _enqueue(services, DELIVER_JOB, alert_id)  # not queued: the sweep sends it as stuck
+        _enqueue_at(services, next_due, RUN_DUE_JOB, escalation_id)
 
 
 def deliver(services: "Services", alert_id: int) -> None:
@@ -192,7 +215,26 @@ def readable(phone: str) -> str:
 def alert_failure(services: "Services", endpoint: str, caller: str) -> None:
     """A webhook failed mid-conversation: ask whoever is on call to phone the patient back."""
     who = f"Call {readable(caller)} back." if caller else "Caller unknown."
-    text = f"LINE FAULT: the triage line failed to answer a patient ({endpoint}). {who}"
+    _fault_page(services, f"LINE FAULT: the triage line failed to answer a patient ({endpoint}). {who}", endpoint)
+
+
+def waiting_alert(level: str, caller: str, services: "Services | None" = None) -> None:
+    """RQ job: a case was flagged while the records database is down (telehealth/outbox.py).
+
+    Its escalation is written, and the chain paged, when the database is back; until then the
+    roster cannot be read, so this tells the supervisor (or whoever can be read as on call).
+    """
+    if services is None:
+        from telehealth import services as services_module
+
+        services = services_module.for_worker()
+    who = f"Call {readable(caller)} back." if caller else "Caller unknown."
+    text = (f"LINE FAULT: records database down. An {level.upper()} back pain case waits to be paged. "
+            f"{who}")
+    _fault_page(services, text, "case waiting for the database")
+
+
+def _fault_page(services: "Services", text: str, endpoint: str) -> None:
     step = Step(0, 0, 0, "primary", ("sms",))
     try:
         targets, _ = _targets(services, step, services.clock())
@@ -284,7 +326,7 @@ def _failed(services: "Services", alert: dict[str, Any], now: datetime, exc: Pag
     alerts.mark(alert["id"], "failed", now, error_code=exc.code or "error")
     services.records.add_escalation_event(alert["escalation_id"], "alert_failed", detail, at=now)
     if alert["kind"] == "page" and alerts.hurry(alert["escalation_id"], alert["step"], now):
-        services.jobs.enqueue(RUN_DUE_JOB, alert["escalation_id"])
+        _enqueue(services, RUN_DUE_JOB, alert["escalation_id"])
 
 
 def _fall_back_to_voice(services: "Services", alert: dict[str, Any], escalation: dict[str, Any],

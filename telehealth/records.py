@@ -27,6 +27,7 @@ from sqlalchemy.types import TypeDecorator
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _SQLITE_BUSY_TIMEOUT_MS = 5000
 _PG_STATEMENT_TIMEOUT_MS = 5000
+_PG_TCP_USER_TIMEOUT_MS = 5000
 _MAX_LIST_LIMIT = 1000
 
 
@@ -241,6 +242,14 @@ def create_records_engine(url: str) -> Engine:
         options["connect_args"] = {
             "connect_timeout": 3,
             "options": f"-c statement_timeout={_PG_STATEMENT_TIMEOUT_MS}",
+            # A server that vanished from the network (no RST, packets dropped) would leave a
+            # query waiting for TCP's own timeout, many minutes: give up on unacknowledged data
+            # after a few seconds, and notice dead idle connections by keepalives.
+            "tcp_user_timeout": _PG_TCP_USER_TIMEOUT_MS,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
         }
     return create_engine(parsed, **options)
 
@@ -587,6 +596,64 @@ class Records:
             in_reply_to=in_reply_to, question_id=question_id, digits=_clean_optional_text(digits),
             speech=_clean_optional_text(speech), confidence=confidence,
         )
+
+    def record_failsafe(
+        self, *, channel: str, phone: str, protocol_version: str, reply: str, at: datetime,
+        idle_since: datetime, sid: str | None = None, text: str | None = None,
+        call_sid: str | None = None, digits: str | None = None, speech: str | None = None,
+        confidence: float | None = None,
+    ) -> int | None:
+        """Record a webhook the fail-safe answered: what arrived (if anything) and the fail-safe reply.
+
+        Used when the live state (Redis) could not be used. The turn goes into the caller's open
+        conversation: the call's, or the number's SMS conversation active since `idle_since` (or
+        opted out); otherwise a new one. Returns its id, or None when the inbound turn was
+        already recorded (the failure came after the turn was written, or a retry).
+        """
+        when = as_utc(at)
+        kind = _enum_value(Channel, channel)
+        try:
+            with self._transaction() as session:
+                if sid is not None and session.scalar(select(Turn.id).where(
+                        Turn.direction == Direction.IN.value, Turn.twilio_sid == sid)) is not None:
+                    return None
+                conv = self._failsafe_conversation(session, kind, phone, call_sid, as_utc(idle_since))
+                if conv is None:
+                    conv = Conversation(
+                        channel=kind, phone=phone, status=ConversationStatus.ACTIVE.value,
+                        protocol_version=protocol_version, call_sid=call_sid, started_at=when,
+                        last_activity_at=when, red_flags=[], facts={},
+                    )
+                    session.add(conv)
+                    session.flush()
+                rows = []
+                if text is not None:
+                    rows.append(self._turn_row(conv.id, direction="in", text=text, twilio_sid=sid,
+                                               digits=digits, speech=speech, confidence=confidence,
+                                               at=when))
+                rows.append(self._turn_row(conv.id, direction="out", text=reply, in_reply_to=sid, at=when))
+                conv.last_activity_at = max(conv.last_activity_at, when)
+                session.add_all(rows)
+                return conv.id
+        except exc.IntegrityError:
+            return None  # a concurrent retry of the same webhook won
+
+    @staticmethod
+    def _failsafe_conversation(session: Session, channel: str, phone: str, call_sid: str | None,
+                               idle_since: datetime) -> Conversation | None:
+        if call_sid:
+            return session.scalars(select(Conversation).where(Conversation.call_sid == call_sid)).first()
+        latest = session.scalars(
+            select(Conversation).where(Conversation.phone == phone, Conversation.channel == channel)
+            .order_by(*_NEWEST_FIRST).limit(1)
+        ).first()
+        if latest is None:
+            return None
+        if latest.status == ConversationStatus.OPTED_OUT.value:
+            return latest
+        if latest.status == ConversationStatus.ACTIVE.value and latest.last_activity_at >= idle_since:
+            return latest
+        return None
 
     def _turn_exists(self, direction: str, twilio_sid: str) -> bool:
         with self._transaction() as session:

@@ -81,9 +81,15 @@ def build(settings: Settings, *, pager: Pager | None = None, jobs: Jobs | None =
 
 def _pager(settings: Settings) -> Pager:
     if settings.pager == "twilio":
-        from telehealth.twilio_pager import TwilioPager
+        from twilio.http.http_client import TwilioHttpClient
 
-        return TwilioPager.from_settings(settings)
+        from telehealth.twilio_pager import TWILIO_API, BaseUrlHttpClient, TwilioPager
+
+        base = settings.twilio_api_base_url.rstrip("/")
+        timeout = settings.twilio_timeout_seconds
+        http_client = (TwilioHttpClient(timeout=timeout) if base in ("", TWILIO_API)
+                       else BaseUrlHttpClient(base, timeout=timeout))
+        return TwilioPager.from_settings(settings, http_client=http_client)
     return ConsolePager()
 
 

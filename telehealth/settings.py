@@ -32,6 +32,10 @@ class Settings:
     run_jobs_inline: bool = False
     default_region: str = "US"
     redis_timeout_seconds: float = 0.5
+    # Texts one number may send in a minute before the line stops reading them (0: no limit).
+    sms_flood_limit_per_minute: int = 20
+    # How long the Twilio pager waits for one REST call before it counts as a (retried) failure.
+    twilio_timeout_seconds: float = 10.0
     # Paging: "console" prints alerts (embedded default); "twilio" sends them.
     pager: str = "console"
     supervisor_phone: str = ""
@@ -99,6 +103,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         run_jobs_inline=_flag(env.get("RUN_JOBS_INLINE"), default=not redis_url),
         default_region=env.get("DEFAULT_REGION", "US"),
         redis_timeout_seconds=float(env.get("REDIS_TIMEOUT_SECONDS", "0.5")),
+        sms_flood_limit_per_minute=int(env.get("SMS_FLOOD_LIMIT_PER_MINUTE") or base.sms_flood_limit_per_minute),
+        twilio_timeout_seconds=float(env.get("TWILIO_TIMEOUT_SECONDS") or base.twilio_timeout_seconds),
         pager=env.get("PAGER") or ("twilio" if env.get("TWILIO_ACCOUNT_SID") and redis_url else "console"),
         supervisor_phone=env.get("SUPERVISOR_PHONE", ""),
         sweep_seconds=float(env.get("SWEEP_SECONDS", "10")),

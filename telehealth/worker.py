@@ -16,11 +16,15 @@ log = logging.getLogger(__name__)
 
 
 def sweep_once(built: Any) -> None:
-    from telehealth import escalation
+    from telehealth import escalation, outbox
     from telehealth.conversations import TriageLine
 
+    # First the writes kept while the database was down: escalations flagged meanwhile are then
+    # run below, and no conversation whose newer turns are still waiting is closed as abandoned.
+    drained = outbox.drain_quietly(built)
     escalation.sweep(built)
-    TriageLine(built).sweep_abandoned()
+    if drained == outbox.EMPTY:
+        TriageLine(built).sweep_abandoned()
 
 
 def run_sweeps(every_seconds: float, stop: threading.Event, built: Any = None) -> None:

@@ -6,6 +6,8 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from telehealth import acknowledgements, escalation
 from telehealth.alerts import Alerts
+from telehealth.outbox import Outbox
+from telehealth.records import RecordsUnavailable
 from telehealth.web.twilio_guard import twilio_webhook, twiml
 
 bp = Blueprint("alerts", __name__)
@@ -17,8 +19,14 @@ def delivery_status() -> Response:
     alert_id = request.args.get("alert", type=int)
     status = request.form.get("MessageStatus") or request.form.get("CallStatus") or ""
     if alert_id is not None and status:
-        escalation.delivery_status(current_app.config["SERVICES"], alert_id, status.lower(),
-                                   request.form.get("ErrorCode") or None)
+        services = current_app.config["SERVICES"]
+        error_code = request.form.get("ErrorCode") or None
+        try:
+            escalation.delivery_status(services, alert_id, status.lower(), error_code)
+        except RecordsUnavailable:
+            # Twilio does not send a status twice: keep it until the database is back.
+            Outbox(services.sessions.client, mapping_ttl_seconds=services.settings.session_ttl_seconds).append(
+                {"op": "delivery_status", "alert_id": alert_id, "status": status.lower(), "error_code": error_code})
     return Response("", status=204)
 
 

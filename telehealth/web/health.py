@@ -4,6 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
+from telehealth.outbox import Outbox
+from telehealth.sessions import SessionUnavailable
+
 bp = Blueprint("health", __name__)
 
 
@@ -22,4 +25,13 @@ def readyz() -> ResponseReturnValue:
         "protocol": bool(services.protocol.questions),
     }
     ready = all(checks.values())
-    return jsonify(status="ready" if ready else "unavailable", checks=checks), 200 if ready else 503
+    # Writes kept in Redis while the database was down, and writes the database refused for good.
+    outbox: dict[str, int | None] = {"pending": None, "dead_letters": None}
+    if checks["redis"]:
+        try:
+            box = Outbox(services.sessions.client, mapping_ttl_seconds=services.settings.session_ttl_seconds)
+            outbox = {"pending": box.backlog(), "dead_letters": box.dead_letter_count()}
+        except SessionUnavailable:
+            pass
+    return (jsonify(status="ready" if ready else "unavailable", checks=checks, outbox=outbox),
+            200 if ready else 503)

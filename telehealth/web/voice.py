@@ -41,7 +41,7 @@ def answer() -> Response:
 @twilio_webhook("status")
 def call_status() -> Response:
     if request.form.get("CallStatus", "") in ENDED_STATUSES:
-        _line().call_ended(request.form.get("CallSid", ""))
+        _line().call_ended(request.form.get("CallSid", ""), _caller())
     return Response("", status=204)
 
 

@@ -10,6 +10,10 @@ TWILIO_API_BASE_URL. It implements what the Twilio pager uses, in Twilio's shape
 `hold(seconds, to=...)` makes the next matching POST wait that long after it is recorded and
 before it is answered: a worker killed meanwhile dies after Twilio took the page but before it
 learnt the sid, which is the case `find_sent` exists for.
+
+`fail(status, code=..., times=..., to=..., contains=..., stall=...)` makes matching POSTs fail the
+way Twilio does (500, 429 with code 20429, 400 with 21614 for a number that cannot take texts),
+or answer only after `stall` seconds (a client timeout); a failed request records no page.
 """
 from __future__ import annotations
 
@@ -43,6 +47,22 @@ class Page:
 
 
 @dataclass
+class Failure:
+    status: int
+    code: int | None
+    times: int  # matching requests still to fail; negative: all of them
+    to: str | None
+    channel: str | None
+    contains: str | None  # a text the SMS body (or call URL) must contain
+    stall: float
+    hits: list[datetime] = field(default_factory=list)
+
+    def matches(self, channel: str, to: str, body: str) -> bool:
+        return (self.times != 0 and self.to in (None, to) and self.channel in (None, channel)
+                and (self.contains is None or self.contains in body))
+
+
+@dataclass
 class Hold:
     seconds: float
     to: str | None
@@ -57,6 +77,7 @@ class FakeTwilio:
         self.requests: list[tuple[str, str, int]] = []  # method, path with query, status answered
         self.problems: list[str] = []  # requests Twilio would have refused
         self._holds: list[Hold] = []
+        self._failures: list[Failure] = []
         self._lock = threading.Lock()
         self._count = 0
         self._closing = threading.Event()
@@ -87,6 +108,14 @@ class FakeTwilio:
             self._holds.append(hold)
         return hold
 
+    def fail(self, status: int, *, code: int | None = None, times: int = 1, to: str | None = None,
+             channel: str | None = None, contains: str | None = None, stall: float = 0.0) -> Failure:
+        """Refuse the next `times` matching pages (all of them if negative) with this error."""
+        failure = Failure(status, code, times, to, channel, contains, stall)
+        with self._lock:
+            self._failures.append(failure)
+        return failure
+
     def to(self, number: str, channel: str | None = None) -> list[Page]:
         with self._lock:
             return [p for p in self.pages if p.to == number and (channel is None or p.channel == channel)]
@@ -102,6 +131,17 @@ class FakeTwilio:
         to, from_ = one.get("To", ""), one.get("From", "")
         channel = "sms" if kind == "Messages" else "voice"
         body = one.get("Body", "") if channel == "sms" else one.get("Url", "")
+        with self._lock:
+            failure = next((f for f in self._failures if f.matches(channel, to, body)), None)
+            if failure is not None:
+                failure.times -= 1
+                failure.hits.append(_now())
+        if failure is not None:
+            if failure.stall:
+                self._closing.wait(failure.stall)
+            code = failure.code or failure.status
+            return failure.status, {"code": code, "status": failure.status, "more_info": "",
+                                    "message": f"fake Twilio: injected failure {code}"}, None
         if not E164.match(to) or not E164.match(from_) or not body:
             self.problems.append(f"{kind}: To={to!r} From={from_!r} body/url={body!r}")
             return 400, {"code": 21211 if not E164.match(to) else 21604, "status": 400,
