@@ -32,6 +32,9 @@ class Keys:
     database_down = f"{KEY_PREFIX}:database-down"
 
 
+REPLY_TTL_SECONDS = 600
+
+
 class SessionUnavailable(Exception):
     """Redis could not be reached or answered in time."""
 
@@ -96,7 +99,9 @@ class Sessions:
 
     def remember_reply(self, sid: str, messages: list[str]) -> None:
         """Keep the reply to an inbound message so a retried webhook gets the same answer."""
-        self._run(self.client.set, Keys.reply.format(sid=sid), json.dumps(messages), ex=self.ttl)
+        # Twilio retries within minutes; an older retry is answered from SQL. A short TTL keeps
+        # Redis near one session's size per active conversation.
+        self._run(self.client.set, Keys.reply.format(sid=sid), json.dumps(messages), ex=REPLY_TTL_SECONDS)
 
     def reply_for(self, sid: str) -> list[str] | None:
         raw = self._run(self.client.get, Keys.reply.format(sid=sid))
