@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON, CheckConstraint, DateTime, Dialect, Engine, Float, ForeignKey, Integer, MetaData,
-    Select, String, Text, UniqueConstraint, create_engine, event, exc, select,
+    Select, String, Text, UniqueConstraint, case, create_engine, event, exc, insert, literal, select, update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import (
     DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload, sessionmaker,
@@ -563,26 +565,28 @@ class Records:
         """Write one webhook's turns and the conversation's new state in a single transaction.
 
         Each turn takes record_turn's keyword arguments. False (nothing written) when an inbound
-        turn's sid is already recorded: a retried webhook.
+        turn's sid is already recorded: a retried webhook. Plain statements, no reads: this runs
+        on every turn.
         """
         fields = _conversation_changes(changes or {})
-        rows = [self._turn_row(conversation_id, **turn) for turn in turns]
+        rows = [_turn_values(self._turn_row(conversation_id, **turn)) for turn in turns]
+        inbound = [r for r in rows if r["direction"] == Direction.IN.value and r["twilio_sid"] is not None]
+        others = [r for r in rows if r not in inbound]
         try:
             with self._transaction() as session:
-                inbound = [r.twilio_sid for r in rows if r.twilio_sid is not None and r.direction == "in"]
-                if inbound and session.scalar(select(Turn.id).where(
-                        Turn.direction == Direction.IN.value, Turn.twilio_sid.in_(inbound)).limit(1)):
-                    return False
-                conv = session.get(Conversation, conversation_id)
-                if conv is None:
-                    raise LookupError(f"no conversation {conversation_id}")
-                for name, value in fields.items():
-                    setattr(conv, name, value)
+                if inbound and len(session.execute(_insert_new(session, inbound)).all()) != len(inbound):
+                    raise _AlreadyRecorded
                 if rows:
-                    conv.last_activity_at = max([conv.last_activity_at, *(r.at for r in rows)])
-                session.add_all(rows)
-        except exc.IntegrityError:
-            return False  # a concurrent retry of the same webhook won the insert
+                    latest = literal(max(r["at"] for r in rows), UTCDateTime())
+                    fields["last_activity_at"] = case(
+                        (Conversation.last_activity_at < latest, latest), else_=Conversation.last_activity_at)
+                if fields and session.execute(update(Conversation).where(
+                        Conversation.id == conversation_id).values(**fields)).rowcount != 1:
+                    raise LookupError(f"no conversation {conversation_id}")
+                if others:
+                    session.execute(insert(Turn), others)
+        except (_AlreadyRecorded, exc.IntegrityError):
+            return False  # a retry of the same webhook (perhaps concurrent) was recorded first
         return True
 
     @staticmethod
@@ -753,3 +757,19 @@ class Records:
 
 
 _NEWEST_FIRST = (Conversation.started_at.desc(), Conversation.id.desc())
+
+
+class _AlreadyRecorded(Exception):
+    """Rolls back an exchange whose inbound turn is already in the record."""
+
+
+def _turn_values(turn: Turn) -> dict[str, Any]:
+    return {c.key: getattr(turn, c.key) for c in Turn.__table__.columns if c.key != "id"}
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING on the (direction, twilio_sid) key, for either backend."""
+    dialect = session.get_bind().dialect.name
+    build = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (build(Turn).values(rows).on_conflict_do_nothing(index_elements=["direction", "twilio_sid"])
+            .returning(Turn.id))

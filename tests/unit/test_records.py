@@ -514,3 +514,32 @@ def test_sqlite_unreachable_database_raises_records_unavailable(tmp_path: Path) 
         assert PHONE not in str(caught.value)
     finally:
         recs.dispose()
+
+
+def test_record_exchange_writes_turns_and_state_once(records: Records) -> None:
+    conv = records.start_conversation(channel="sms", phone="+16175550123", protocol_version="v", at=T0)
+    turns = [{"direction": "in", "text": "no", "twilio_sid": "SMx1", "at": T0 + timedelta(seconds=5)},
+             {"direction": "out", "text": "Next question?", "in_reply_to": "SMx1", "at": T0 + timedelta(seconds=5)}]
+
+    assert records.record_exchange(conv, turns, {"facts": {"fever": False}, "red_flags": []})
+    assert not records.record_exchange(conv, turns, {"facts": {"fever": True}})  # a retried webhook
+
+    found = records.get_conversation(conv)
+    assert found is not None
+    assert [(t["direction"], t["text"]) for t in found["turns"]] == [("in", "no"), ("out", "Next question?")]
+    assert found["facts"] == {"fever": False}
+    assert found["last_activity_at"] == (T0 + timedelta(seconds=5)).isoformat()
+
+
+def test_record_exchange_never_moves_last_activity_back(records: Records) -> None:
+    conv = records.start_conversation(channel="sms", phone="+16175550123", protocol_version="v", at=T0)
+    records.record_exchange(conv, [{"direction": "out", "text": "a", "at": T0 + timedelta(minutes=2)}])
+    records.record_exchange(conv, [{"direction": "out", "text": "b", "at": T0 + timedelta(minutes=1)}])
+    found = records.get_conversation(conv)
+    assert found is not None and found["last_activity_at"] == (T0 + timedelta(minutes=2)).isoformat()
+
+
+def test_record_exchange_for_an_unknown_conversation_is_refused(records: Records) -> None:
+    for turns, changes in (([], {"status": "completed"}), ([{"direction": "out", "text": "x"}], None)):
+        with pytest.raises(LookupError):
+            records.record_exchange(999, turns, changes)
