@@ -16,7 +16,6 @@ from telehealth.services import Services
 from telehealth.sessions import Arrival, Session
 from telehealth.triage import engine
 from telehealth.triage.engine import Input, Reply, State
-from telehealth.triage.free_text import volunteered
 from telehealth.triage.protocol import Level
 
 log = logging.getLogger(__name__)
