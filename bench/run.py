@@ -29,7 +29,6 @@ import platform
 import random
 import re
 import secrets
-import shlex
 import shutil
 import signal
 import socket
