@@ -46,6 +46,9 @@ def test_with_every_worker_down_due_steps_wait_and_run_at_once_exactly_once_when
 
     first = emergency(web, line, FIRST)
     wait_for(lambda: fake.to(PRIMARY, "sms"), timeout=15, what="the first case's primary page")
+    # The whole tier goes down between pages (a worker killed mid-page is test_escalation_chain's).
+    wait_for(lambda: all(a["twilio_sid"] for a in line.alerts(first)), timeout=15,
+             what="the first page recorded as sent")
     line.kill_workers()
     down_at = datetime.now(timezone.utc)
 
