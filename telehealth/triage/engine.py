@@ -88,7 +88,7 @@ def start(protocol: Protocol, channel: str, text: str = "") -> Reply:
     return _next(protocol, state, (protocol.text("greeting", channel),))
 
 
-def restore(protocol: Protocol, channel: str, facts: dict[str, FactValue], lead: str = "") -> Reply:
+def restore(protocol: Protocol, channel: str, facts: dict[str, FactValue]) -> Reply:
     """Pick a conversation up again from its durable facts when the live state is lost.
 
     The next unanswered question is asked again; a finished case is finished the same way.
@@ -97,7 +97,7 @@ def restore(protocol: Protocol, channel: str, facts: dict[str, FactValue], lead:
     emergency = _emergency(protocol, state)
     if emergency:
         return _finish(protocol, state, emergency, ())
-    return _next(protocol, state, (lead,) if lead else ())
+    return _next(protocol, state, ())
 
 
 def resume(protocol: Protocol, state: State, given: Input) -> Reply:

@@ -21,13 +21,14 @@ from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from telehealth import escalation
+
 log = logging.getLogger(__name__)
 
 FAILSAFE_SMS = ("Sorry, we could not handle your message. If this is an emergency, call 911 now. "
                 "Otherwise please text us again in a few minutes.")
 FAILSAFE_VOICE = ("Sorry, we have a technical problem. If this is an emergency, hang up and call "
                   "911 now. Otherwise please call back in a few minutes.")
-FAILURE_JOB = "workers.escalations.alert_failure"
 # Twilio's own webhooks are a few kilobytes (an SMS body is at most 1,600 characters); anything
 # much larger is refused before it is read, signed or not.
 MAX_WEBHOOK_BYTES = 64 * 1024
@@ -127,13 +128,11 @@ def _report_failure(endpoint: str, exc: Exception) -> None:
         _record_failsafe(services, endpoint)
     if not _queue_shares_broken_redis(services, exc):  # do not wait for a dead Redis twice
         try:
-            services.jobs.enqueue(FAILURE_JOB, endpoint, caller)
+            services.jobs.enqueue(escalation.FAILURE_JOB, endpoint, caller)
             return
         except Exception:
             pass
     # The queue may be what failed: page from here, off the request thread.
-    from telehealth import escalation
-
     threading.Thread(target=_page_quietly, args=(escalation.alert_failure, services, endpoint, caller),
                      daemon=True).start()
 
